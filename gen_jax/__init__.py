@@ -1,0 +1,3 @@
+"""gen_jax: a functional JAX/Flax research codebase for generative models."""
+
+__version__ = "0.1.0"
