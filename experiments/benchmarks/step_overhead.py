@@ -1,0 +1,103 @@
+"""The training loop's overhead per step, as a fraction of the bare jitted step's time.
+
+    python experiments/benchmarks/step_overhead.py [--config classifier_digits:tiny] [--steps 1200]
+
+The loop's time per step includes everything a real run does each step (fetching the next batch
+from the data pipeline, putting it on the devices, reading the previous step's metrics and
+checking them, the progress bar, JSON/TensorBoard logging and checkpointing at their cadence).
+It is read from the loop's own `steps_per_sec` log rows (the first interval, which includes
+compilation, is dropped). The bare step is the same jitted function called back to back on one
+batch already on the device. Both are measured in this one process, side by side; medians.
+"""
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+
+from gen_jax.train import config as config_lib
+from gen_jax.train import loop
+from gen_jax.train import optimizers as optimizers_lib
+from gen_jax.train import parallel
+from gen_jax.train import step as step_lib
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def load_config(spec: str):
+  name, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location(name, CONFIGS / f"{name}.py")
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def loop_step_times(config, workdir: str) -> list[float]:
+  loop.train_and_evaluate(config, workdir)
+  rows = [json.loads(l) for l in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+  rates = [r["steps_per_sec"] for r in rows if r["split"] == "train"][1:]
+  return [1.0 / r for r in rates]
+
+
+def bare_step_times(config, repeats: int, steps: int) -> list[float]:
+  config = config_lib.resolve(config)
+  method = loop.build_method(config)
+  names = tuple(p.name for p in method.players)
+  optimizers = optimizers_lib.make_optimizers(config.optim, names, config.train.num_steps)
+  mesh = parallel.make_mesh()
+  batch = next(loop.load_data(config, config.data.train_split, train=True))
+  state = jax.jit(lambda rng, b: step_lib.init_state(method, optimizers, rng, b,
+                                                     ema_decay=config.train.ema_decay))(
+                                                         jax.random.PRNGKey(0), batch)
+  device_batch = parallel.put_batch(batch, mesh)
+  fn = jax.jit(step_lib.make_train_step(method, optimizers, ema_decay=config.train.ema_decay),
+               donate_argnums=0)
+  state, metrics = fn(state, device_batch)
+  jax.block_until_ready(metrics)
+  times = []
+  for _ in range(repeats):
+    tic = time.perf_counter()
+    for _ in range(steps):
+      state, metrics = fn(state, device_batch)
+    jax.block_until_ready((state, metrics))
+    times.append((time.perf_counter() - tic) / steps)
+  return times
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--config", default="classifier_digits:tiny")
+  parser.add_argument("--steps", type=int, default=1200)
+  parser.add_argument("--log_every", type=int, default=100)
+  parser.add_argument("--checkpoint_every", type=int, default=500)
+  args = parser.parse_args(argv)
+
+  config = load_config(args.config)
+  config.train.update(num_steps=args.steps, log_every=args.log_every,
+                      checkpoint_every=args.checkpoint_every, eval_every=0, sample_every=0,
+                      progress_bar=True)
+  config.data.eval_split = ""
+  with tempfile.TemporaryDirectory() as workdir:
+    looped = loop_step_times(config, workdir)
+  bare = bare_step_times(config, repeats=7, steps=args.log_every)
+  loop_ms, bare_ms = statistics.median(looped) * 1e3, statistics.median(bare) * 1e3
+  result = {"config": args.config, "devices": jax.device_count(),
+            "backend": jax.default_backend(), "loop_ms_per_step": round(loop_ms, 4),
+            "bare_ms_per_step": round(bare_ms, 4),
+            "overhead_fraction": round(loop_ms / bare_ms - 1.0, 4),
+            "log_every": args.log_every, "checkpoint_every": args.checkpoint_every}
+  print(json.dumps(result))
+  print("\n| config | bare step (ms) | loop step (ms) | overhead |\n|---|---|---|---|")
+  print(f"| {args.config} | {bare_ms:.3f} | {loop_ms:.3f} | "
+        f"{100 * result['overhead_fraction']:.1f}% |")
+  return result
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

@@ -1,0 +1,31 @@
+"""A convnet classifier on the bundled 8x8 `digits` (1,437 train / 360 test images).
+
+It proves the training backbone and provides the feature extractor for Frechet distances.
+
+    python experiments/main.py --config experiments/configs/classifier_digits.py \
+        --workdir runs/classifier_digits
+
+Expected: test accuracy about 0.975 after 1,000 steps (about 10 s on a 2-core CPU).
+`--config ...classifier_digits.py:tiny` runs a few steps of a smaller model, for tests.
+"""
+
+import ml_collections
+
+from gen_jax.train.config import defaults
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  c = defaults("classifier")
+  c.model.update(num_classes=10, widths=(32, 64), feature_dim=128)
+  c.data.update(name="digits", batch_size=128, preprocess=("scale_to_unit",))
+  c.optim.update(name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=50,
+                 kwargs=dict(weight_decay=1e-4))
+  c.train.update(num_steps=1000, log_every=100, eval_every=500, checkpoint_every=500)
+  if arg == "tiny":
+    c.model.update(widths=(8, 16), feature_dim=16)
+    c.data.batch_size = 32
+    c.train.update(num_steps=6, log_every=2, eval_every=0, checkpoint_every=3,
+                   progress_bar=False)
+  elif arg:
+    raise ValueError(f"Unknown config argument {arg!r}: use '' or 'tiny'.")
+  return c

@@ -1,0 +1,251 @@
+"""`train_and_evaluate(config, workdir)`: the only place that jits.
+
+The loop resolves the config, builds the method and its optimizers, restores the newest good
+checkpoint of the workdir (or initialises), jits the one train step once with shardings over a
+`data` mesh (state replicated and donated, batch sharded), and trains. The host never waits on
+the device to log: metrics of step s are read after step s+1 has been dispatched. It checks
+every step's metrics for non-finite values, saves checkpoints on a cadence and when it receives
+SIGTERM (preemption), evaluates on the eval split and writes samples.
+"""
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from gen_jax import data as data_lib
+from gen_jax import names
+from gen_jax.train import checkpoint as checkpoint_lib
+from gen_jax.train import config as config_lib
+from gen_jax.train import logging as logging_lib
+from gen_jax.train import optimizers as optimizers_lib
+from gen_jax.train import parallel
+from gen_jax.train import step as step_lib
+from gen_jax.train.state import TrainState
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteError(FloatingPointError):
+  """A train metric became NaN or infinite; the run stopped without saving that state."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+  state: TrainState
+  eval_metrics: dict[str, float]
+  traces: int  # how many times the train step was traced: 1 unless something recompiled it
+  resumed_from: int | None  # the checkpoint step the run continued from, if any
+  samples: list[Path]  # files written by the last sampling
+
+
+def build_method(config: ml_collections.ConfigDict):
+  module = names.submodule("gen_jax.methods", config.method, what="method", exclude=("base",))
+  return module.from_config(config)
+
+
+def load_data(config: ml_collections.ConfigDict, split: str, *, train: bool) -> Iterator:
+  d = config.data
+  kwargs = dict(preprocess=tuple(d.preprocess))
+  if d.seq_len:
+    kwargs["seq_len"] = d.seq_len
+  if d.data_dir:
+    kwargs["data_dir"] = d.data_dir
+  if train:
+    return data_lib.load(d.name, split, d.batch_size, config.seed, fresh=d.fresh, **kwargs)
+  return data_lib.load(d.name, split, d.eval_batch_size or d.batch_size, config.seed,
+                       shuffle=False, num_epochs=1, drop_remainder=False, **kwargs)
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks once per step (main thread only)."""
+
+  def __init__(self):
+    self.requested = False
+
+  @contextlib.contextmanager
+  def installed(self):
+    if threading.current_thread() is not threading.main_thread():
+      yield self
+      return
+    previous = signal.signal(signal.SIGTERM, lambda *_: setattr(self, "requested", True))
+    try:
+      yield self
+    finally:
+      signal.signal(signal.SIGTERM, previous)
+
+
+class _MetricAverager:
+  """Sums host-side metrics over a logging interval, checking each step for non-finite values."""
+
+  def __init__(self):
+    self.sums, self.count = {}, 0
+
+  def add(self, step: int, metrics: dict[str, Any], last_checkpoint: str) -> None:
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:
+      raise NonFiniteError(
+          f"Step {step}: {', '.join(f'{k} = {values[k]}' for k in bad)}. The run stopped without "
+          f"saving this state; {last_checkpoint}. Lower the learning rate or clip gradients "
+          f"(optim.grad_clip_norm), then rerun the same command to resume from there.")
+    for k, v in values.items():
+      self.sums[k] = self.sums.get(k, 0.0) + v
+    self.count += 1
+
+  def pop(self) -> dict[str, float]:
+    means = {k: v / self.count for k, v in self.sums.items()}
+    self.sums, self.count = {}, 0
+    return means
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainResult:
+  """Trains `config` in `workdir`, continuing from its newest good checkpoint if it has one."""
+  config = config_lib.resolve(config)
+  workdir = Path(workdir)
+  method = build_method(config)
+  player_names = tuple(p.name for p in method.players)
+  config_lib.check_players(config, player_names)
+  cfg_train = config.train
+  optimizers = optimizers_lib.make_optimizers(config.optim, player_names, cfg_train.num_steps)
+  parallel.check_batch_size(config.data.batch_size)
+  if config.data.eval_split:
+    parallel.check_batch_size(config.data.eval_batch_size or config.data.batch_size,
+                              "data.eval_batch_size")
+  config_json = config_lib.to_dict(config)
+
+  mesh = parallel.make_mesh()
+  state_sharding = parallel.replicated(mesh)
+  batch_sharding = parallel.batch_sharding(mesh)
+  train_data = load_data(config, config.data.train_split, train=True)
+  start_data_state = train_data.get_state()
+  example = next(train_data)
+  train_data.set_state(start_data_state)
+
+  init_fn = functools.partial(step_lib.init_state, method, optimizers,
+                              ema_decay=cfg_train.ema_decay)
+  rng = jax.random.PRNGKey(config.seed)
+  abstract_state = parallel.with_shardings(jax.eval_shape(init_fn, rng, example), state_sharding)
+
+  checkpointer = checkpoint_lib.Checkpointer(
+      workdir / "checkpoints", max_to_keep=cfg_train.max_to_keep,
+      async_save=cfg_train.async_checkpoints)
+  restored = checkpointer.restore(abstract_state, config_json)
+  if restored is None:
+    state = jax.jit(init_fn, out_shardings=state_sharding)(rng, example)
+    resumed_from = None
+  else:
+    resumed_from, state, data_state = restored
+    train_data.set_state(data_state)
+    log.info("Resumed from the checkpoint at step %d.", resumed_from)
+
+  traces = 0
+  train_step = step_lib.make_train_step(method, optimizers, ema_decay=cfg_train.ema_decay)
+
+  def counted_step(state, batch):
+    nonlocal traces
+    traces += 1  # runs at trace time only
+    return train_step(state, batch)
+
+  p_train_step = jax.jit(counted_step, in_shardings=(state_sharding, batch_sharding),
+                         out_shardings=(state_sharding, state_sharding), donate_argnums=0)
+  p_eval_step = jax.jit(step_lib.make_eval_step(method),
+                        in_shardings=(state_sharding, batch_sharding, state_sharding),
+                        out_shardings=state_sharding)
+  sample_fn = getattr(method, "sample", None)
+  p_sample = None
+  if sample_fn is not None:
+    p_sample = jax.jit(lambda variables, rng: sample_fn(variables, rng, cfg_train.num_samples),
+                       out_shardings=state_sharding)
+
+  writer = logging_lib.MetricWriter(workdir)
+  averager = _MetricAverager()
+  eval_rng, sample_rng = jax.random.split(jax.random.fold_in(rng, 1))
+  last_saved = resumed_from
+  eval_metrics: dict[str, float] = {}
+  samples: list[Path] = []
+  preemption = _Preemption()
+  num_steps = cfg_train.num_steps
+
+  def last_checkpoint() -> str:
+    return (f"the last good checkpoint is step {last_saved} in {checkpointer.directory}"
+            if last_saved is not None else "no checkpoint was written yet")
+
+  def evaluate(state: TrainState, step: int) -> dict[str, float]:
+    sums = None
+    variables = state.variables()
+    for index, batch in enumerate(load_data(config, config.data.eval_split, train=False)):
+      out = p_eval_step(variables, parallel.put_batch(batch, mesh),
+                        jax.random.fold_in(jax.random.fold_in(eval_rng, step), index))
+      sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+    sums = jax.device_get(sums)
+    count = float(sums.pop("count"))
+    means = {k: float(v) / count for k, v in sums.items()}
+    writer.write(step, "eval", means)
+    return means
+
+  def sample(state: TrainState, step: int) -> list[Path]:
+    out = p_sample(state.variables(), jax.random.fold_in(sample_rng, step))
+    return writer.write_samples(step, jax.device_get(out))
+
+  pending = None  # (step, metrics) of the last dispatched step, read after the next dispatch
+  start = int(jax.device_get(state.step))
+  tic, tic_step = time.perf_counter(), start
+
+  def consume() -> None:
+    nonlocal pending, tic, tic_step
+    step, metrics = pending
+    pending = None
+    averager.add(step, metrics, last_checkpoint())
+    done = step + 1
+    if done % cfg_train.log_every == 0 or done == num_steps:
+      means = averager.pop()
+      now = time.perf_counter()
+      means["steps_per_sec"] = (done - tic_step) / max(now - tic, 1e-9)
+      tic, tic_step = now, done
+      writer.write(done, "train", means)
+      bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]}, refresh=False)
+
+  try:
+    with preemption.installed(), tqdm(total=num_steps, initial=start, unit="step",
+                                      disable=not cfg_train.progress_bar, smoothing=0.1) as bar:
+      for step in range(start, num_steps):
+        batch = parallel.put_batch(next(train_data), mesh)
+        state, metrics = p_train_step(state, batch)
+        if pending is not None:
+          consume()
+        pending = (step, metrics)
+        done = step + 1
+        final = done == num_steps
+        if final or preemption.requested or done % cfg_train.checkpoint_every == 0:
+          consume()  # the state is saved only after its metrics were seen to be finite
+          checkpointer.save(done, state, train_data.get_state(), config_json)
+          last_saved = done
+        if config.data.eval_split and (
+            final or (cfg_train.eval_every and done % cfg_train.eval_every == 0)):
+          eval_metrics = evaluate(state, done)
+        if p_sample is not None and (
+            final or (cfg_train.sample_every and done % cfg_train.sample_every == 0)):
+          samples = sample(state, done)
+        bar.update(1)
+        if preemption.requested:
+          log.warning("SIGTERM received: saved the checkpoint at step %d and stopped.", done)
+          break
+  finally:
+    checkpointer.wait()
+    checkpointer.close()
+    writer.close()
+  return TrainResult(state=state, eval_metrics=eval_metrics, traces=traces,
+                     resumed_from=resumed_from, samples=samples)

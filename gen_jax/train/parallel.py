@@ -1,0 +1,45 @@
+"""The one parallelism path: a 1-D `data` mesh over every device, the batch sharded along it and
+the train state replicated. Works unchanged on 1 CPU, 8 fake CPU devices, a GPU or a TPU slice
+(multi-host after `jax.distributed.initialize()`)."""
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from gen_jax.types import Batch
+
+DATA_AXIS = "data"
+
+
+def make_mesh() -> Mesh:
+  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) axis split over the `data` axis, the rest whole."""
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def check_batch_size(batch_size: int, what: str = "data.batch_size") -> None:
+  if batch_size % jax.device_count():
+    raise ValueError(f"{what}={batch_size} is not divisible by the {jax.device_count()} devices: "
+                     f"choose a multiple of {jax.device_count()}.")
+
+
+def put_batch(batch: Batch, mesh: Mesh) -> dict[str, jax.Array]:
+  """Places this process's share of a global batch on its devices as one global array."""
+  sharding = batch_sharding(mesh)
+  return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+          for key, value in batch.items()}
+
+
+def with_shardings(abstract_tree: Any, sharding: NamedSharding) -> Any:
+  """Attaches `sharding` to every leaf of a tree of `jax.ShapeDtypeStruct`s."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                      abstract_tree)

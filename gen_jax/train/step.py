@@ -1,0 +1,100 @@
+"""The one train step shared by every method, and the evaluation step. Pure and untransformed:
+`gen_jax.train.loop` is the only place that jits them."""
+
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gen_jax.methods.base import Method
+from gen_jax.train.state import TrainState
+from gen_jax.types import Batch, Metrics, PRNGKey, Variables
+
+
+def init_state(method: Method, optimizers: Mapping[str, optax.GradientTransformation],
+               rng: PRNGKey, batch: Batch, *, ema_decay: float) -> TrainState:
+  """Initialises variables and optimizer states; usable under `jax.eval_shape`."""
+  init_rng, run_rng = jax.random.split(rng)
+  variables = method.init(init_rng, batch)
+  # Strongly typed leaves: a weakly typed initial value would make the second step retrace.
+  strong = lambda tree: jax.tree.map(lambda x: x.astype(x.dtype), tree)
+  params = strong(variables["params"])
+  names = [p.name for p in method.players]
+  if set(names) != set(params):
+    raise ValueError(f"{type(method).__name__}.init returned parameter groups {sorted(params)}, "
+                     f"but its players are {names}: they must match one to one.")
+  return TrainState(
+      step=jnp.zeros([], jnp.int32),
+      rng=run_rng,
+      params=params,
+      opt_state={name: optimizers[name].init(params[name]) for name in names},
+      ema_params=params if ema_decay > 0 else None,
+      model_state=strong(variables.get("model_state", {})))
+
+
+def make_train_step(method: Method, optimizers: Mapping[str, optax.GradientTransformation],
+                    *, ema_decay: float = 0.0
+                    ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+  """Builds `train_step(state, batch) -> (state, metrics)` for any number of players.
+
+  For each player in order (and `player.repeats` times), the step differentiates that player's
+  loss with respect to its own parameters only, applies its own optimizer, and hands the updated
+  parameters to the players after it. Model state (e.g. batch statistics) is threaded through
+  the players in the same order. Metrics are prefixed with the player's name; each player also
+  reports the global norm of its gradient, so a non-finite update is caught even when the loss
+  that produced it was finite.
+  """
+  players = tuple(method.players)
+
+  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    step_rng = jax.random.fold_in(state.rng, state.step)
+    params = dict(state.params)
+    opt_state = dict(state.opt_state)
+    model_state = state.model_state
+    metrics = {}
+    for index, player in enumerate(players):
+      player_rng = jax.random.fold_in(step_rng, index)
+
+      def loss_fn(player_params, rng, model_state, name=player.name, loss=player.loss_fn):
+        params_all = {**params, name: player_params}
+        return loss(params_all, player_params, batch, rng, model_state)
+
+      for repeat in range(player.repeats):
+        (loss, (aux, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            params[player.name], jax.random.fold_in(player_rng, repeat), model_state)
+        updates, opt_state[player.name] = optimizers[player.name].update(
+            grads, opt_state[player.name], params[player.name])
+        params[player.name] = optax.apply_updates(params[player.name], updates)
+      metrics[f"{player.name}/loss"] = loss
+      metrics[f"{player.name}/grad_norm"] = optax.tree_utils.tree_norm(grads)
+      metrics.update({f"{player.name}/{key}": value for key, value in aux.items()})
+
+    ema_params = state.ema_params
+    if ema_params is not None:
+      ema_params = optax.incremental_update(params, ema_params, step_size=1.0 - ema_decay)
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                              ema_params=ema_params, model_state=model_state)
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(method: Method) -> Callable[[Variables, Batch, PRNGKey], Metrics]:
+  """Builds `eval_step(variables, batch, rng) -> {name: [batch] values}`.
+
+  Padded examples (`batch["valid"]` False) get weight 0, so that summing the returned values and
+  the returned `"count"` over a split gives exact means.
+  """
+
+  def eval_step(variables: Variables, batch: Batch, rng: PRNGKey) -> Metrics:
+    per_example = method.evaluate(variables, batch, rng)
+    weight = batch.get("valid")
+    size = next(iter(per_example.values())).shape[0]
+    weight = jnp.ones([size], jnp.float32) if weight is None else weight.astype(jnp.float32)
+    sums = {name: jnp.sum(jnp.where(weight > 0, value, 0.0)) for name, value in
+            per_example.items()}
+    sums["count"] = jnp.sum(weight)
+    return sums
+
+  return eval_step

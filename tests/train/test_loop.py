@@ -1,0 +1,203 @@
+"""train_and_evaluate end to end: determinism, exact resume, sharding, safety, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from gen_jax import names
+from gen_jax.train import checkpoint as checkpoint_lib
+from gen_jax.train import config as config_lib
+from gen_jax.train.loop import NonFiniteError, train_and_evaluate
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "experiments/configs/classifier_digits.py"
+
+
+def tiny_config(**train) -> ml_collections.ConfigDict:
+  sys.path.insert(0, str(CONFIG.parent))
+  try:
+    import classifier_digits  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.pop(0)
+  config = classifier_digits.get_config("tiny")
+  config.train.update(train)
+  return config
+
+
+def final_checksum(workdir: Path) -> str:
+  """The checksum the loop wrote with the newest checkpoint: a digest of the whole state."""
+  checkpoints = workdir / "checkpoints"
+  step = max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+  return json.loads((checkpoints / str(step) / "meta" / "metadata").read_text())["checksum"]
+
+
+def run_main(workdir: Path, *overrides: str, devices: int = 1, wait: bool = True):
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  cmd = [sys.executable, str(ROOT / "experiments/main.py"), f"--config={CONFIG}:tiny",
+         f"--workdir={workdir}", "--config.train.progress_bar=False", *overrides]
+  if not wait:
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+  out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+  return out
+
+
+def train_losses(workdir: Path) -> list[float]:
+  rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return [r["classifier/loss"] for r in rows if r["split"] == "train"]
+
+
+def test_same_seed_gives_bitwise_identical_state(tmp_path):
+  a = train_and_evaluate(tiny_config(), tmp_path / "a")
+  b = train_and_evaluate(tiny_config(), tmp_path / "b")
+  assert a.traces == 1 and b.traces == 1
+  leaves_a, leaves_b = jax.tree.leaves(a.state), jax.tree.leaves(b.state)
+  assert len(leaves_a) == len(leaves_b) > 0
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  assert 0.0 <= a.eval_metrics["accuracy"] <= 1.0
+  assert (tmp_path / "a" / "metrics.jsonl").exists()
+  assert list((tmp_path / "a" / "tb").iterdir()), "no TensorBoard event file"
+
+
+def test_resume_continues_exactly(tmp_path):
+  train_and_evaluate(tiny_config(num_steps=4), tmp_path / "split")
+  resumed = train_and_evaluate(tiny_config(num_steps=8), tmp_path / "split")
+  straight = train_and_evaluate(tiny_config(num_steps=8), tmp_path / "straight")
+  assert resumed.resumed_from == 4
+  assert final_checksum(tmp_path / "split") == final_checksum(tmp_path / "straight")
+  for x, y in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(straight.state)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_sigkill_then_rerun_matches_uninterrupted_run(tmp_path):
+  steps = ["--config.train.num_steps=400", "--config.train.checkpoint_every=20",
+           "--config.train.log_every=20"]
+  run_main(tmp_path / "straight", *steps)
+  proc = run_main(tmp_path / "killed", *steps, wait=False)
+  first = tmp_path / "killed" / "checkpoints" / "20"
+  deadline = time.time() + 120
+  while not (first / "commit_success.txt").exists() and proc.poll() is None:
+    assert time.time() < deadline, "no checkpoint appeared"
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  steps_left = [int(p.name) for p in (tmp_path / "killed/checkpoints").iterdir()
+                if p.name.isdigit()]
+  assert max(steps_left) < 400, "the run finished before it was killed; make it longer"
+  out = run_main(tmp_path / "killed", *steps)
+  assert "Done at step 400" in out.stdout
+  assert final_checksum(tmp_path / "killed") == final_checksum(tmp_path / "straight")
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+  proc = run_main(tmp_path, "--config.train.num_steps=5000", "--config.train.checkpoint_every=50",
+                  wait=False)
+  deadline = time.time() + 120
+  while not (tmp_path / "checkpoints" / "50" / "commit_success.txt").exists():
+    assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-2000:]
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, out[-2000:]
+  saved = max(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+  assert 50 <= saved < 5000
+  assert f"Done at step {saved}" in out
+
+
+def test_eight_devices_match_one_device(tmp_path):
+  flags = ["--config.train.num_steps=20", "--config.train.log_every=1",
+           "--config.data.eval_split="]
+  run_main(tmp_path / "one", *flags, devices=1)
+  run_main(tmp_path / "eight", *flags, devices=8)
+  one, eight = train_losses(tmp_path / "one"), train_losses(tmp_path / "eight")
+  assert len(one) == len(eight) == 20
+  np.testing.assert_allclose(eight, one, atol=1e-5, rtol=0)
+  # A checkpoint written on 8 devices restores on this 1-device process and continues.
+  result = train_and_evaluate(
+      _with(tiny_config(num_steps=24), data=dict(eval_split="")), tmp_path / "eight")
+  assert result.resumed_from == 20 and int(result.state.step) == 24
+
+
+def _with(config, **sections):
+  for key, values in sections.items():
+    config[key].update(values)
+  return config
+
+
+def _newest_state_file(step_dir: Path) -> Path:
+  files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and "/d/" in str(p)]
+  return max(files, key=lambda p: p.stat().st_size)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "overwrite", "missing_metadata"])
+def test_corrupt_newest_checkpoint_falls_back_to_previous(tmp_path, damage, caplog):
+  workdir = tmp_path / "w"
+  train_and_evaluate(tiny_config(num_steps=6, checkpoint_every=3), workdir)
+  good = final_checksum(workdir)
+  newest = workdir / "checkpoints" / "6"
+  if damage == "truncate":
+    path = _newest_state_file(newest)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+  elif damage == "overwrite":
+    path = _newest_state_file(newest)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 8] = bytes(255 - b for b in data[middle:middle + 8])
+    path.write_bytes(bytes(data))
+  else:
+    (newest / "state" / "_METADATA").unlink()
+  with caplog.at_level("WARNING"):
+    result = train_and_evaluate(tiny_config(num_steps=6, checkpoint_every=3), workdir)
+  assert result.resumed_from == 3
+  assert any("step 6 is unusable" in r.getMessage() for r in caplog.records)
+  assert list((tmp_path / "w" / "corrupt_checkpoints").iterdir()), "the bad one was not kept"
+  assert final_checksum(workdir) == good  # steps 4..6 were recomputed exactly
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  config = tiny_config(num_steps=6, checkpoint_every=1)
+  config.optim = dict(name="sgd", learning_rate=1e30, schedule="constant")
+  with pytest.raises(NonFiniteError, match=r"Step \d+: classifier/") as error:
+    train_and_evaluate(config, tmp_path)
+  saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved and f"last good checkpoint is step {saved[-1]}" in str(error.value)
+  failed_step = int(str(error.value).split(":")[0].split()[1])
+  assert saved[-1] == failed_step  # step s's update was never saved; the state before it was
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+  train_and_evaluate(tiny_config(num_steps=3), tmp_path)
+  config = tiny_config(num_steps=6)
+  config.model.feature_dim = 24
+  with pytest.raises(checkpoint_lib.CheckpointMismatchError, match="model.feature_dim: 16 -> 24"):
+    train_and_evaluate(config, tmp_path)
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (lambda c: c.train.update(num_stpes=3), config_lib.ConfigError, "did you mean train.num_steps"),
+    (lambda c: c.update(methd="x"), config_lib.ConfigError, "Valid keys under the top level"),
+    (lambda c: c.model.update(width=3), config_lib.ConfigError, "model.width"),
+    (lambda c: setattr(c, "method", "clasifier"), names.UnknownNameError, "Did you mean 'classifier'"),
+    (lambda c: c.optim.update(name="adamm"), names.UnknownNameError, "Did you mean 'adam'"),
+    (lambda c: c.optim.update(generator=dict(learning_rate=1.0)), config_lib.ConfigError,
+     "players"),
+    (lambda c: c.optim.update(schedule="cosin"), names.UnknownNameError, "constant, cosine"),
+])
+def test_bad_config_is_refused_before_anything_runs(tmp_path, change, error, message):
+  config = tiny_config()
+  change(config)
+  with pytest.raises(error, match=message):
+    train_and_evaluate(config, tmp_path)
+  assert not (tmp_path / "checkpoints").exists()
