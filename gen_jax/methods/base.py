@@ -39,6 +39,8 @@ class Method(Protocol):
   def sample(self, variables: Variables, rng: PRNGKey, num: int) -> Array | Mapping[str, Array]:
     """Draws `num` samples: images [num, h, w, c] in [-1, 1], points [num, 2], or tokens."""
 
-  def evaluate(self, variables: Variables, batch: Batch, rng: PRNGKey) -> dict[str, Array]:
-    """Per-example evaluation metrics, each [batch]; the loop averages them over a split."""
+  def evaluate(self, variables: Variables, batch: Batch, rng: PRNGKey
+               ) -> dict[str, Array | tuple[Array, Array]]:
+    """Per-example evaluation metrics: values [batch] (averaged over examples), or pairs
+    (sums [batch], counts [batch]) averaged as sum(sums) / sum(counts), e.g. over tokens."""
 

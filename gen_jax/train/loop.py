@@ -191,8 +191,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                         jax.random.fold_in(jax.random.fold_in(eval_rng, step), index))
       sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     sums = jax.device_get(sums)
-    count = float(sums.pop("count"))
-    means = {k: float(v) / count for k, v in sums.items()}
+    means = {k: float(total) / max(float(count), 1e-12) for k, (total, count) in sums.items()}
     writer.write(step, "eval", means)
     return means
 

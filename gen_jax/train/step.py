@@ -81,20 +81,22 @@ def make_train_step(method: Method, optimizers: Mapping[str, optax.GradientTrans
 
 
 def make_eval_step(method: Method) -> Callable[[Variables, Batch, PRNGKey], Metrics]:
-  """Builds `eval_step(variables, batch, rng) -> {name: [batch] values}`.
+  """Builds `eval_step(variables, batch, rng) -> {name: (sum, count)}` over one batch.
 
-  Padded examples (`batch["valid"]` False) get weight 0, so that summing the returned values and
-  the returned `"count"` over a split gives exact means.
+  `method.evaluate` returns, per metric, either per-example values [batch] (averaged over
+  examples) or a pair (sums [batch], counts [batch]) such as a sequence's summed token loss and
+  its number of tokens (averaged over tokens). Padded examples (`batch["valid"]` False) get
+  weight 0. Adding the returned sums and counts over a split and dividing gives exact means.
   """
 
   def eval_step(variables: Variables, batch: Batch, rng: PRNGKey) -> Metrics:
     per_example = method.evaluate(variables, batch, rng)
-    weight = batch.get("valid")
-    size = next(iter(per_example.values())).shape[0]
-    weight = jnp.ones([size], jnp.float32) if weight is None else weight.astype(jnp.float32)
-    sums = {name: jnp.sum(jnp.where(weight > 0, value, 0.0)) for name, value in
-            per_example.items()}
-    sums["count"] = jnp.sum(weight)
-    return sums
+    out = {}
+    for name, value in per_example.items():
+      total, count = value if isinstance(value, tuple) else (value, jnp.ones_like(value))
+      valid = batch.get("valid")
+      valid = jnp.ones(total.shape, bool) if valid is None else valid
+      out[name] = (jnp.sum(jnp.where(valid, total, 0.0)), jnp.sum(jnp.where(valid, count, 0.0)))
+    return out
 
   return eval_step

@@ -1,0 +1,173 @@
+"""tfds builders for the bundled datasets: prepared offline, stored as ArrayRecord, no TensorFlow.
+
+Each builder writes its examples in generation order (`disable_shuffling=True`, integer keys), so
+record `i` of a split is the `i`-th generated example. They are not registered in tfds' global
+registry: `gen_jax.data` constructs them by class, which keeps the names free for other code.
+
+- `digits`: scikit-learn's 8x8 handwritten digits, grey levels 0..16.
+- `toy2d/<config>`: 100,000 training and 10,000 test points of each `toy2d` distribution.
+- `python_source[/tiny]`: the standard library's `.py` files, one record per file.
+"""
+
+import dataclasses
+import platform
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from gen_jax.data import corpus
+from gen_jax.data import toy2d
+
+_TENSOR = tfds.features.Tensor
+
+
+def digits_split_indices() -> dict[str, np.ndarray]:
+  """Indices into `load_digits()` of the train (1,437) and test (360) examples, in stored order."""
+  # Imported here: sklearn costs 0.8 s to import and is only needed to prepare digits.
+  import sklearn.model_selection  # pylint: disable=g-import-not-at-top
+  train, test = sklearn.model_selection.train_test_split(
+      np.arange(1797), test_size=0.2, random_state=0)
+  return {"train": train, "test": test}
+
+
+class Digits(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """scikit-learn's bundled 8x8 handwritten digits: `image` uint8 [8, 8, 1] in 0..16, `label`."""
+
+  name = "digits"
+  VERSION = tfds.core.Version("1.0.0")
+  NUM_LEVELS = 17
+  NUM_CLASSES = 10
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=(
+            "sklearn.datasets.load_digits, split by train_test_split(np.arange(1797), "
+            "test_size=0.2, random_state=0); records follow the split's index order."),
+        features=tfds.features.FeaturesDict({
+            "image": _TENSOR(shape=(8, 8, 1), dtype=np.uint8),
+            "label": _TENSOR(shape=(), dtype=np.int32),
+        }),
+        disable_shuffling=True,
+        metadata=tfds.core.MetadataDict(num_levels=self.NUM_LEVELS, num_classes=self.NUM_CLASSES),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing to download.
+    import sklearn.datasets  # pylint: disable=g-import-not-at-top
+    digits = sklearn.datasets.load_digits()
+    return {
+        split: self._generate_examples(digits.images[index], digits.target[index])
+        for split, index in digits_split_indices().items()
+    }
+
+  def _generate_examples(self, images: np.ndarray, labels: np.ndarray):
+    for i, (image, label) in enumerate(zip(images, labels)):
+      yield i, {"image": image.astype(np.uint8)[..., None], "label": np.int32(label)}
+
+
+class Toy2d(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Fixed samples of the `toy2d` distributions: `point` float32 [2], `mode` int32.
+
+  Split `s` of config `c` is `toy2d.sample(c, np.random.default_rng([PREPARED_SEED, i, j]), n)`
+  with `i` the index of `c` in `toy2d.NAMES` and `j` the index of `s` in `SPLIT_SIZES`.
+  """
+
+  name = "toy2d"
+  VERSION = tfds.core.Version("1.0.0")
+  BUILDER_CONFIGS = [
+      tfds.core.BuilderConfig(name=n, description=f"Samples of toy2d.DISTRIBUTIONS[{n!r}].")
+      for n in toy2d.NAMES
+  ]
+  SPLIT_SIZES = {"train": 100_000, "test": 10_000}
+  PREPARED_SEED = 20_240_601
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="Exact samples of a 2-D toy distribution; see gen_jax.data.toy2d.",
+        features=tfds.features.FeaturesDict({
+            "point": _TENSOR(shape=(2,), dtype=np.float32),
+            "mode": _TENSOR(shape=(), dtype=np.int32),
+        }),
+        disable_shuffling=True,
+        metadata=tfds.core.MetadataDict(
+            num_modes=toy2d.distribution(self.builder_config.name).num_modes,
+            prepared_seed=self.PREPARED_SEED),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing to download.
+    config_index = toy2d.NAMES.index(self.builder_config.name)
+    generators = {}
+    for split_index, (split, size) in enumerate(self.SPLIT_SIZES.items()):
+      rng = np.random.default_rng([self.PREPARED_SEED, config_index, split_index])
+      points, mode = toy2d.sample(self.builder_config.name, rng, size)
+      generators[split] = self._generate_examples(points, mode)
+    return generators
+
+  def _generate_examples(self, points: np.ndarray, mode: np.ndarray):
+    for i, (point, m) in enumerate(zip(points, mode)):
+      yield i, {"point": point, "mode": m}
+
+
+@dataclasses.dataclass(eq=False)
+class PythonSourceConfig(tfds.core.BuilderConfig):
+  """A `python_source` config; `max_files` keeps only the first files of the sorted list."""
+
+  max_files: int | None = None
+
+
+class PythonSource(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """The standard library's `.py` files as bytes: one record per file, in sorted path order.
+
+  Features: `bytes` uint8 [file_size] (the file's raw bytes), `path` (relative POSIX path).
+  A split's byte stream is the plain concatenation of its records. The metadata records the
+  Python version and, per split, the number of files and bytes and the sha256 of the stream.
+  The `tiny` config (first 60 files: 57 train, 3 test) exists for fast tests.
+  """
+
+  name = "python_source"
+  VERSION = tfds.core.Version("1.0.0")
+  BUILDER_CONFIGS = [
+      PythonSourceConfig(name="full", description="Every file of the standard library."),
+      PythonSourceConfig(name="tiny", description="The first 60 files, for tests.",
+                         max_files=60),
+  ]
+  VOCAB_SIZE = 256
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=(
+            "Byte-level corpus of the running Python's standard library (gen_jax.data.corpus); "
+            "every 20th file of the sorted list is held out as the test split."),
+        features=tfds.features.FeaturesDict({
+            "bytes": _TENSOR(shape=(None,), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES),
+            "path": tfds.features.Text(),
+        }),
+        disable_shuffling=True,
+        metadata=tfds.core.MetadataDict(vocab_size=self.VOCAB_SIZE),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing to download.
+    root = corpus.stdlib_root()
+    paths = corpus.list_files(root)[:self.builder_config.max_files]
+    files = corpus.split_files(paths)
+    contents = {split: [corpus.read_bytes(root, p) for p in ps] for split, ps in files.items()}
+    self.info.metadata.update(
+        python_version=platform.python_version(),
+        python_implementation=platform.python_implementation(),
+        num_files={split: len(ps) for split, ps in files.items()},
+        num_bytes={split: sum(map(len, cs)) for split, cs in contents.items()},
+        sha256={split: corpus.sha256(cs) for split, cs in contents.items()},
+    )
+    return {split: self._generate_examples(files[split], contents[split]) for split in files}
+
+  def _generate_examples(self, paths: list[str], contents: list[bytes]):
+    for i, (path, content) in enumerate(zip(paths, contents)):
+      yield i, {"bytes": np.frombuffer(content, np.uint8), "path": path}
+
+
+BUILDERS = {cls.name: cls for cls in (Digits, Toy2d, PythonSource)}

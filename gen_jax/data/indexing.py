@@ -1,0 +1,145 @@
+"""Which examples form batch `step` of a process: sharding, epochs, shuffling and windows.
+
+Pure NumPy. A pipeline is a fixed `Plan`; `batch_positions(plan, step)` gives the examples of
+one batch, so any batch can be rebuilt from `(plan, step)` alone, which is what makes a
+`DataIterator`'s state a single step count.
+
+Epoch `e` orders the `N` examples by `permutation(seed, e, N)` (the identity without shuffling).
+Process `p` of `P` takes positions `p, p + P, p + 2P, ...` of that order: `S = N // P` of them
+when remainders are dropped (every process sees the same number of examples; the up to `P - 1`
+left over change from epoch to epoch when shuffling), `S = ceil(N / P)` otherwise, the positions
+past `N` being padding. The process then reads its `S` examples of epoch 0, then of epoch 1,
+... as one stream cut into batches of `batch_size`, so a batch may straddle two epochs (as
+`grain`'s `repeat().batch()` does). With `num_epochs=E` the stream has `E * S` examples; the
+last batch is dropped when short, or padded and marked invalid.
+"""
+
+import dataclasses
+import functools
+
+import numpy as np
+
+# Tags separating the random streams derived from one seed.
+PERMUTATION_STREAM = 0
+WINDOW_OFFSET_STREAM = 1
+PREPROCESS_STREAM = 2
+FRESH_STREAM = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """The fixed arithmetic of one process's pipeline over `num_examples` examples per epoch."""
+
+  num_examples: int  # N, examples per epoch over all processes
+  batch_size: int  # this process's batch size
+  seed: int
+  shuffle: bool
+  num_epochs: int | None  # None: endless
+  drop_remainder: bool
+  process_index: int
+  process_count: int
+
+  @property
+  def shard_size(self) -> int:
+    """S, this process's positions per epoch (padding included when not dropping)."""
+    if self.drop_remainder:
+      return self.num_examples // self.process_count
+    return -(-self.num_examples // self.process_count)
+
+  @property
+  def num_batches(self) -> int | None:
+    """Batches in the whole stream; None when endless."""
+    if self.num_epochs is None:
+      return None
+    total = self.num_epochs * self.shard_size
+    if self.drop_remainder:
+      return total // self.batch_size
+    return -(-total // self.batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Positions:
+  """The examples of one batch."""
+
+  epoch: np.ndarray  # [batch] int64, the epoch each example belongs to
+  index: np.ndarray  # [batch] int64, example index in 0..N-1 (0 where padded)
+  valid: np.ndarray  # [batch] bool, False for padding
+
+
+@functools.lru_cache(maxsize=4)
+def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+  """The order of the `n` examples in epoch `epoch`: a read-only [n] int64 permutation."""
+  order = np.random.default_rng([seed, PERMUTATION_STREAM, epoch]).permutation(n)
+  order.setflags(write=False)
+  return order
+
+
+def batch_positions(plan: Plan, step: int) -> Positions:
+  """The epoch, example index and validity of every row of batch `step` of this process."""
+  stream = step * plan.batch_size + np.arange(plan.batch_size, dtype=np.int64)
+  epoch, within = np.divmod(stream, plan.shard_size)
+  position = plan.process_index + plan.process_count * within
+  valid = position < plan.num_examples
+  if plan.num_epochs is not None:
+    valid &= epoch < plan.num_epochs
+  position = np.where(valid, position, 0)
+  index = position
+  if plan.shuffle:
+    index = np.empty_like(position)
+    for e in np.unique(epoch):
+      rows = epoch == e
+      index[rows] = permutation(plan.seed, int(e), plan.num_examples)[position[rows]]
+  return Positions(epoch=epoch, index=np.where(valid, index, 0), valid=valid)
+
+
+@dataclasses.dataclass(frozen=True)
+class Windows:
+  """Windows of `seq_len` tokens over a token stream, consecutive windows sharing one token.
+
+  Window `j` of epoch `e` starts at `offset(e) + j * (seq_len - 1)`. Position 0 of a window is
+  context only; positions 1..seq_len-1 are the targets a causal model predicts from the tokens
+  before them. Consecutive windows overlap by exactly one token, so the targets of an epoch's
+  windows are consecutive stream positions, each once.
+
+  - `tile=True` (evaluation): offset 0 and `ceil((n - 1) / (seq_len - 1))` windows, the last one
+    padded, so the targets are exactly the stream's positions 1..n-1.
+  - `tile=False`: only whole windows, at a random offset in `0..seq_len-2` per epoch when
+    `shuffle` (0 otherwise), `(n - o_max - seq_len) // (seq_len - 1) + 1` of them in every epoch
+    with `o_max` the largest offset, so every epoch has the same number of windows.
+  """
+
+  stream_length: int  # n, tokens in the stream
+  seq_len: int
+  seed: int
+  shuffle: bool
+  tile: bool
+
+  @property
+  def stride(self) -> int:
+    return self.seq_len - 1
+
+  @property
+  def max_offset(self) -> int:
+    return self.stride - 1 if self.shuffle else 0
+
+  @property
+  def num_windows(self) -> int:
+    if self.tile:
+      return -(-(self.stream_length - 1) // self.stride)
+    return (self.stream_length - self.max_offset - self.seq_len) // self.stride + 1
+
+
+def window_offset(windows: Windows, epoch: int) -> int:
+  """Where the windows of `epoch` start: uniform in `0..max_offset`, fixed by (seed, epoch)."""
+  if windows.max_offset == 0:
+    return 0
+  rng = np.random.default_rng([windows.seed, WINDOW_OFFSET_STREAM, epoch])
+  return int(rng.integers(0, windows.max_offset + 1))
+
+
+def window_starts(windows: Windows, epoch: np.ndarray, index: np.ndarray) -> np.ndarray:
+  """[batch] int64 stream positions of the first token of windows `index` of epochs `epoch`."""
+  offsets = np.zeros_like(epoch)
+  for e in np.unique(epoch):
+    offsets[epoch == e] = window_offset(windows, int(e))
+  return offsets + index * windows.stride

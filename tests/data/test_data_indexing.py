@@ -1,0 +1,91 @@
+"""Batch arithmetic: epochs, shuffling, process shards and windows, against enumeration."""
+
+import numpy as np
+import pytest
+
+from gen_jax.data import indexing
+
+
+def _plan(**kw) -> indexing.Plan:
+  args = dict(num_examples=10, batch_size=3, seed=0, shuffle=True, num_epochs=2,
+              drop_remainder=False, process_index=0, process_count=1)
+  return indexing.Plan(**{**args, **kw})
+
+
+def _stream(plan: indexing.Plan) -> tuple[np.ndarray, np.ndarray]:
+  """(epoch, index) of every valid example the plan yields, in order."""
+  rows = [indexing.batch_positions(plan, step) for step in range(plan.num_batches)]
+  epoch = np.concatenate([r.epoch[r.valid] for r in rows])
+  index = np.concatenate([r.index[r.valid] for r in rows])
+  return epoch, index
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_every_epoch_is_a_permutation(shuffle):
+  plan = _plan(shuffle=shuffle, num_epochs=3)
+  assert plan.num_batches == 10  # ceil(30 / 3)
+  epoch, index = _stream(plan)
+  for e in range(3):
+    assert sorted(index[epoch == e]) == list(range(10))
+  if shuffle:
+    assert not np.array_equal(index[epoch == 0], index[epoch == 1])
+  else:
+    np.testing.assert_array_equal(index, np.tile(np.arange(10), 3))
+
+
+def test_padding_is_only_at_the_end():
+  plan = _plan(num_examples=7, batch_size=4, num_epochs=1)
+  first, last = indexing.batch_positions(plan, 0), indexing.batch_positions(plan, 1)
+  assert first.valid.all()
+  np.testing.assert_array_equal(last.valid, [True, True, True, False])
+  assert plan.num_batches == 2
+
+
+@pytest.mark.parametrize("drop_remainder", [True, False])
+def test_process_shards_are_disjoint(drop_remainder):
+  shards = []
+  for p in range(3):
+    plan = _plan(num_examples=11, batch_size=2, num_epochs=1, drop_remainder=drop_remainder,
+                 process_index=p, process_count=3)
+    epoch, index = _stream(plan)
+    shards.append(set(index.tolist()))
+    assert len(index) == len(shards[-1])
+  assert not (shards[0] & shards[1] or shards[0] & shards[2] or shards[1] & shards[2])
+  union = set().union(*shards)
+  if drop_remainder:
+    assert all(len(s) == 2 for s in shards)  # S = 3, floor(3 / 2) batches of 2 each
+  else:
+    assert union == set(range(11))
+
+
+def test_dropped_examples_change_between_epochs():
+  seen = set()
+  for p in range(2):
+    plan = _plan(num_examples=7, batch_size=1, num_epochs=20, drop_remainder=True,
+                 process_index=p, process_count=2)
+    seen |= set(_stream(plan)[1].tolist())
+  assert seen == set(range(7))
+
+
+def test_endless_plans_index_any_step():
+  plan = _plan(num_epochs=None)
+  assert plan.num_batches is None
+  far = indexing.batch_positions(plan, 10**9)
+  assert far.valid.all() and far.epoch.min() == 3 * 10**8
+
+
+def test_tiled_windows_cover_every_target_once():
+  windows = indexing.Windows(stream_length=23, seq_len=5, seed=0, shuffle=False, tile=True)
+  assert windows.num_windows == 6  # ceil(22 / 4)
+  starts = indexing.window_starts(windows, np.zeros(6, np.int64), np.arange(6))
+  targets = np.concatenate([s + np.arange(1, 5) for s in starts])
+  np.testing.assert_array_equal(targets[targets < 23], np.arange(1, 23))
+
+
+def test_shuffled_windows_are_whole_for_every_offset():
+  windows = indexing.Windows(stream_length=100, seq_len=8, seed=4, shuffle=True, tile=False)
+  offsets = {indexing.window_offset(windows, e) for e in range(200)}
+  assert offsets == set(range(7))
+  last = windows.num_windows - 1
+  assert max(offsets) + last * windows.stride + windows.seq_len <= 100
+  assert max(offsets) + (last + 1) * windows.stride + windows.seq_len > 100
