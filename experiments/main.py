@@ -6,6 +6,7 @@ Running the same command again on the same workdir resumes from its newest good 
 import logging
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from gen_jax.train.loop import train_and_evaluate
@@ -18,8 +19,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  logging.getLogger().setLevel(logging.INFO)
-  logging.getLogger("absl").setLevel(logging.WARNING)  # orbax reports every save at INFO
+  absl_logging.set_verbosity(absl_logging.WARNING)  # orbax reports every save at INFO
+  logging.getLogger("gen_jax").setLevel(logging.INFO)
   result = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   workdir = _WORKDIR.value
   print(f"\nDone at step {int(result.state.step)}. Outputs in {workdir}/:")

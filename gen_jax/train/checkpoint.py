@@ -87,6 +87,16 @@ class Checkpointer:
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
         meta=ocp.args.JsonSave(meta)))
 
+  def read_config(self) -> dict[str, Any]:
+    """The config saved with the newest checkpoint whose metadata can be read."""
+    for step in reversed(self.steps()):
+      try:
+        return self._manager.restore(step, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore()))["meta"]["config"]
+      except Exception:  # pylint: disable=broad-except
+        log.warning("The metadata of the checkpoint at step %d cannot be read.", step)
+    raise NoGoodCheckpointError(f"No readable checkpoint in {self.directory}.")
+
   def restore(self, abstract_state: Any, config: dict[str, Any]
               ) -> tuple[int, Any, dict[str, Any]] | None:
     """Restores the newest good checkpoint into `abstract_state`'s shapes and shardings.

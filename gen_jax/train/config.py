@@ -128,6 +128,19 @@ def check_players(config: ml_collections.ConfigDict, players: Iterable[str]) -> 
                       f"method {config.method!r} has the players {sorted(players)}.")
 
 
+def from_dict(values: dict[str, Any]) -> ml_collections.ConfigDict:
+  """The inverse of `to_dict` (JSON lists become tuples again), resolved."""
+
+  def tuples(value):
+    if isinstance(value, dict):
+      return {k: tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+      return tuple(tuples(v) for v in value)
+    return value
+
+  return resolve(ml_collections.ConfigDict(tuples(values)))
+
+
 def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """A JSON-friendly copy (tuples become lists)."""
   return _jsonable(config.to_dict())

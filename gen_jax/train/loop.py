@@ -69,6 +69,49 @@ def load_data(config: ml_collections.ConfigDict, split: str, *, train: bool) -> 
                        shuffle=False, num_epochs=1, drop_remainder=False, **kwargs)
 
 
+def _build(config: ml_collections.ConfigDict):
+  """The method, its optimizers and the state's init function (not yet called)."""
+  method = build_method(config)
+  player_names = tuple(p.name for p in method.players)
+  config_lib.check_players(config, player_names)
+  optimizers = optimizers_lib.make_optimizers(config.optim, player_names, config.train.num_steps)
+  init_fn = functools.partial(step_lib.init_state, method, optimizers,
+                              ema_decay=config.train.ema_decay)
+  return method, optimizers, init_fn
+
+
+def _first_batch(data) -> Any:
+  """The next batch, without consuming it (for shapes)."""
+  state = data.get_state()
+  batch = next(data)
+  data.set_state(state)
+  return batch
+
+
+def _abstract_state(init_fn, rng, example, sharding):
+  return parallel.with_shardings(jax.eval_shape(init_fn, rng, example), sharding)
+
+
+def load_checkpoint(workdir: str | Path) -> tuple[ml_collections.ConfigDict, Any, TrainState]:
+  """The config, the method and the newest good train state of a workdir.
+
+  For sampling and notebooks: `config, method, state = load_checkpoint("runs/lm_python")`,
+  then `method.sample(state.variables(), rng, 8)`.
+  """
+  checkpointer = checkpoint_lib.Checkpointer(Path(workdir) / "checkpoints", max_to_keep=1000)
+  try:
+    config_json = checkpointer.read_config()
+    config = config_lib.from_dict(config_json)
+    method, _, init_fn = _build(config)
+    example = _first_batch(load_data(config, config.data.train_split, train=True))
+    abstract = _abstract_state(init_fn, jax.random.PRNGKey(config.seed), example,
+                               parallel.replicated(parallel.make_mesh()))
+    _, state, _ = checkpointer.restore(abstract, config_json)
+  finally:
+    checkpointer.close()
+  return config, method, state
+
+
 class _Preemption:
   """Turns SIGTERM into a flag the loop checks once per step (main thread only)."""
 
@@ -115,11 +158,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   """Trains `config` in `workdir`, continuing from its newest good checkpoint if it has one."""
   config = config_lib.resolve(config)
   workdir = Path(workdir)
-  method = build_method(config)
-  player_names = tuple(p.name for p in method.players)
-  config_lib.check_players(config, player_names)
+  method, optimizers, init_fn = _build(config)
   cfg_train = config.train
-  optimizers = optimizers_lib.make_optimizers(config.optim, player_names, cfg_train.num_steps)
   parallel.check_batch_size(config.data.batch_size)
   if config.data.eval_split:
     parallel.check_batch_size(config.data.eval_batch_size or config.data.batch_size,
@@ -130,14 +170,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   state_sharding = parallel.replicated(mesh)
   batch_sharding = parallel.batch_sharding(mesh)
   train_data = load_data(config, config.data.train_split, train=True)
-  start_data_state = train_data.get_state()
-  example = next(train_data)
-  train_data.set_state(start_data_state)
-
-  init_fn = functools.partial(step_lib.init_state, method, optimizers,
-                              ema_decay=cfg_train.ema_decay)
+  example = _first_batch(train_data)
   rng = jax.random.PRNGKey(config.seed)
-  abstract_state = parallel.with_shardings(jax.eval_shape(init_fn, rng, example), state_sharding)
+  abstract_state = _abstract_state(init_fn, rng, example, state_sharding)
 
   checkpointer = checkpoint_lib.Checkpointer(
       workdir / "checkpoints", max_to_keep=cfg_train.max_to_keep,
