@@ -2,11 +2,17 @@
 
 Command:
   python experiments/benchmarks/input_pipeline.py [--data_dir DIR] [--passes 5] [--num_batches 200]
+      [--configs classifier_digits,gan_ring8,lm_python]
 
 For every case: warm-up batches, then `--passes` timed passes of `--num_batches` batches; the
 median pass gives batches/s and examples/s (and tokens/s for byte streams). Prints one JSON line
 per case, then a Markdown table. Bundled datasets are prepared on first use (offline), which
 `load_s` includes; JAX's backend is started before the first case, which `load_s` excludes.
+
+Then, for each of `--configs`, the pipeline exactly as that experiment builds it against the
+jitted train step's consumption (the bare step, called back to back on one batch already on the
+device; see step_overhead.py), measured in the same process: the pipeline must deliver at least
+10x what the step consumes.
 """
 
 import json
@@ -26,6 +32,8 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where datasets are prepared; 
 _PASSES = flags.DEFINE_integer("passes", 5, "Timed passes per case; the median is reported.",
                                lower_bound=1)
 _NUM_BATCHES = flags.DEFINE_integer("num_batches", 200, "Batches per timed pass.", lower_bound=1)
+_CONFIGS = flags.DEFINE_list("configs", ["classifier_digits", "gan_ring8", "lm_python"],
+                             "Experiment configs whose step consumption is compared.")
 _WARMUP = flags.DEFINE_integer("warmup", 5, "Untimed batches before the timed passes.",
                                lower_bound=0)
 
@@ -97,6 +105,30 @@ def markdown_table(rows: Sequence[tuple[str, dict]]) -> str:
   return "\n".join(lines)
 
 
+def consumption(config_name: str) -> dict:
+  """The config's own pipeline throughput against its train step's consumption, in examples/s."""
+  import step_overhead  # pylint: disable=import-outside-toplevel
+  from gen_jax.train import config as config_lib  # pylint: disable=import-outside-toplevel
+  from gen_jax.train import loop  # pylint: disable=import-outside-toplevel
+
+  config = config_lib.resolve(step_overhead.load_config(config_name))
+  it = loop.load_data(config, config.data.train_split, train=True)
+  for _ in range(_WARMUP.value):
+    next(it)
+  seconds = []
+  for _ in range(_PASSES.value):
+    start = time.perf_counter()
+    for _ in range(_NUM_BATCHES.value):
+      next(it)
+    seconds.append((time.perf_counter() - start) / _NUM_BATCHES.value)
+  step_s = statistics.median(step_overhead.bare_step_times(config, repeats=_PASSES.value,
+                                                           steps=20))
+  batch = config.data.batch_size
+  pipeline = batch / statistics.median(seconds)
+  return {"config": config_name, "batch_size": batch, "pipeline_examples_per_s": round(pipeline),
+          "step_examples_per_s": round(batch / step_s), "ratio": round(pipeline * step_s / batch, 1)}
+
+
 def main(argv: Sequence[str]) -> None:
   del argv  # Unused.
   jax.process_count()  # Starts the backend, which `load` would otherwise time.
@@ -107,6 +139,14 @@ def main(argv: Sequence[str]) -> None:
     print(json.dumps({"case": label, **result}), flush=True)
     rows.append((label, result))
   print(markdown_table(rows))
+  lines = ["", "| config | batch | pipeline examples/s | train step examples/s | ratio |",
+           "|---|---:|---:|---:|---:|"]
+  for name in _CONFIGS.value:
+    r = consumption(name)
+    print(json.dumps(r), flush=True)
+    lines.append(f"| {name} | {r['batch_size']} | {r['pipeline_examples_per_s']:,} | "
+                 f"{r['step_examples_per_s']:,} | {r['ratio']:,}x |")
+  print("\n".join(lines))
 
 
 if __name__ == "__main__":

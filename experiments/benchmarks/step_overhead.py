@@ -51,12 +51,15 @@ def bare_step_times(config, repeats: int, steps: int) -> list[float]:
   names = tuple(p.name for p in method.players)
   optimizers = optimizers_lib.make_optimizers(config.optim, names, config.train.num_steps)
   mesh = parallel.make_mesh()
+  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   batch = next(loop.load_data(config, config.data.train_split, train=True))
   state = jax.jit(lambda rng, b: step_lib.init_state(method, optimizers, rng, b,
-                                                     ema_decay=config.train.ema_decay))(
-                                                         jax.random.PRNGKey(0), batch)
+                                                     ema_decay=config.train.ema_decay),
+                  out_shardings=replicated)(jax.random.PRNGKey(0), batch)
   device_batch = parallel.put_batch(batch, mesh)
+  # Jitted as the loop jits it, so that the comparison is like for like.
   fn = jax.jit(step_lib.make_train_step(method, optimizers, ema_decay=config.train.ema_decay),
+               in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
                donate_argnums=0)
   state, metrics = fn(state, device_batch)
   jax.block_until_ready(metrics)
