@@ -1,0 +1,111 @@
+"""Bits per byte of the byte-level language model on the whole held-out `python_source` split,
+against xz computed in the same run, and the training step's speed against plain `jnp.dot`.
+
+    python experiments/benchmarks/lm_python.py [--steps 5000] [--workdir runs/bench_lm_python]
+
+Baselines (LZMA preset 9 | EXTREME, i.e. `xz -9e`):
+  unconditioned: 8 * |xz(held-out)| / |held-out|
+  conditioned:   8 * (|xz(train + held-out)| - |xz(train)|) / |held-out|   (xz has seen the
+                 training text, as the model has)
+Speed: the model's training FLOP/s (6 * parameters * tokens for the dense layers plus the
+attention products, forward and backward) over the FLOP/s of a float32 `jnp.dot` of the
+model's largest matmul shape, both timed in this process.
+"""
+
+import argparse
+import json
+import lzma
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gen_jax.data import corpus
+from gen_jax.train.loop import train_and_evaluate
+
+from step_overhead import load_config  # pylint: disable=wrong-import-order
+
+
+def xz_bits_per_byte(train: bytes, held_out: bytes) -> dict[str, float]:
+  preset = 9 | lzma.PRESET_EXTREME
+  size = lambda b: len(lzma.compress(b, preset=preset))
+  held = size(held_out)
+  conditioned = size(train + held_out) - size(train)
+  return {"xz_unconditioned": 8 * held / len(held_out),
+          "xz_conditioned": 8 * conditioned / len(held_out)}
+
+
+def dot_flops_per_sec(m: int, k: int, n: int, repeats: int = 20) -> float:
+  a = jnp.ones((m, k), jnp.float32)
+  b = jnp.ones((k, n), jnp.float32)
+  f = jax.jit(jnp.dot)
+  f(a, b).block_until_ready()
+  times = []
+  for _ in range(repeats):
+    tic = time.perf_counter()
+    f(a, b).block_until_ready()
+    times.append(time.perf_counter() - tic)
+  return 2 * m * k * n / statistics.median(times)
+
+
+def train_flops_per_token(m) -> float:
+  """Forward + backward FLOPs per token: 6 per weight of the dense layers (embedding lookup is
+  free, the tied output projection is not) plus 6 * 2 * length * d_model per layer for the
+  attention scores and their weighted sum (causal masking does not skip work here)."""
+  per_layer = 4 * m.d_model**2 + 2 * m.d_model * m.d_ff
+  dense = m.num_layers * per_layer + m.d_model * m.vocab_size
+  attention = m.num_layers * 2 * m.max_len * m.d_model
+  return 6.0 * (dense + attention)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--steps", type=int, default=0, help="0: the config's num_steps")
+  parser.add_argument("--config", default="lm_python")
+  parser.add_argument("--workdir", default="runs/bench_lm_python")
+  args = parser.parse_args(argv)
+
+  root = corpus.stdlib_root()
+  files = corpus.split_files(corpus.list_files(root))
+  train_bytes, held_bytes = (b"".join(corpus.read_bytes(root, p) for p in files[split])
+                             for split in ("train", "test"))
+  tic = time.perf_counter()
+  baselines = xz_bits_per_byte(train_bytes, held_bytes)
+  baselines["xz_seconds"] = time.perf_counter() - tic
+  print(json.dumps({"held_out_bytes": len(held_bytes), "train_bytes": len(train_bytes),
+                    **baselines}), flush=True)
+
+  config = load_config(args.config)
+  if args.steps:
+    config.train.num_steps = args.steps
+  config.train.eval_every = max(config.train.num_steps // 6, 1)
+  start = time.time()
+  train_and_evaluate(config, args.workdir)
+  rows = [json.loads(l) for l in (Path(args.workdir) / "metrics.jsonl").read_text().splitlines()]
+  curve = [(r["step"], (r["time"] - start) / 60, r["bits_per_token"]) for r in rows
+           if r["split"] == "eval" and r["time"] >= start]
+  rates = [r["steps_per_sec"] for r in rows if r["split"] == "train" and r["time"] >= start][1:]
+  m = config.model
+  tokens_per_step = config.data.batch_size * (config.data.seq_len - 1)
+  step_sec = 1.0 / statistics.median(rates)
+  model_flops = train_flops_per_token(m) * tokens_per_step / step_sec
+  dot = dot_flops_per_sec(tokens_per_step, m.d_model, m.d_ff)
+  result = {**baselines, "final_bits_per_byte": curve[-1][2], "minutes": curve[-1][1],
+            "tokens_per_sec": tokens_per_step / step_sec, "model_gflops": model_flops / 1e9,
+            "dot_gflops": dot / 1e9, "fraction_of_dot": model_flops / dot,
+            "curve": curve}
+  print(json.dumps(result))
+  print("\n| step | minutes | bits/byte (held-out) |\n|---|---|---|")
+  for step, minutes, bits in curve:
+    print(f"| {step} | {minutes:.1f} | {bits:.3f} |")
+  print(f"| xz -9e, unconditioned | | {baselines['xz_unconditioned']:.3f} |")
+  print(f"| xz -9e, conditioned on the training text | | {baselines['xz_conditioned']:.3f} |")
+  print(f"\ntraining: {result['tokens_per_sec']:.0f} tokens/s, {result['model_gflops']:.1f} "
+        f"GFLOP/s = {100 * result['fraction_of_dot']:.0f}% of jnp.dot's {result['dot_gflops']:.1f}")
+
+
+if __name__ == "__main__":
+  main()

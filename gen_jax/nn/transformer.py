@@ -1,0 +1,313 @@
+"""A causal decoder-only transformer (GPT-style) with a KV cache for fast decoding.
+
+Two modules:
+
+* `DecoderStack` maps embedded inputs `[batch, length, d_model]` to hidden states of the same
+  shape: positions (learned or rotary), pre-norm blocks of causal self-attention and an MLP, and a
+  final norm. It owns the KV cache, so any model that embeds its own inputs (a language model, a
+  prior over VQ codes, a raster-scan image transformer) gets cached decoding by wrapping it.
+* `Transformer` is the language model: token embedding, `DecoderStack`, and a tied or untied
+  output projection to `[batch, length, vocab]` logits.
+
+Decoding. `Transformer(...).init(rng, zeros([batch, max_len]), decode=True)["cache"]` creates the
+cache collection (the way flax's lm1b example does): per block `cached_key` / `cached_value`
+`[batch, max_len, heads, head_dim]` and one `cache_index` scalar for the whole stack.
+`gen_jax.sampling.decoding.init_cache` builds the same zeros without running the model. Then
+`apply(..., tokens [batch, P], decode=True, mutable=["cache"])` writes the P new keys and values at
+`cache_index .. cache_index + P - 1`, lets every new token attend to the whole cache before it and
+causally among the new tokens, and advances `cache_index` by P: a prompt is prefilled in one call
+and each later call appends one token. Positions in decode mode come from `cache_index`. Writing
+past `max_len` is not checked under `jit` (XLA clamps the write): callers keep
+`prompt_length + new_tokens <= max_len`.
+
+References:
+  Vaswani et al., "Attention is all you need", 2017 (attention, the transformer block).
+  Radford et al., "Language models are unsupervised multitask learners", 2019 (GPT-2: pre-norm,
+    decoder-only, tied embeddings, N(0, 0.02) embedding init).
+  Su et al., "RoFormer: Enhanced transformer with rotary position embedding", 2021 (rope).
+  Zhang and Sennrich, "Root mean square layer normalization", 2019 (RMSNorm).
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+Dtype = Any
+
+_NORMS = {"layer": nn.LayerNorm, "rms": nn.RMSNorm}
+_POSITIONS = ("learned", "rope")
+_EMBED_INIT = nn.initializers.normal(stddev=0.02)
+
+
+def rope_tables(position_ids: Array, head_dim: int, base: float = 10000.0) -> tuple[Array, Array]:
+  """Sines and cosines of rotary position embeddings (Su et al., 2021).
+
+  Channel pair `(i, i + head_dim / 2)` of a query or key at position `p` is rotated by the angle
+  `p * base ** (-2 i / head_dim)`.
+
+  Args:
+    position_ids: `[batch, length]` int positions (batch may be 1 to broadcast).
+    head_dim: even size of one attention head.
+    base: wavelength base.
+
+  Returns:
+    `(sin, cos)`, each `[batch, length, 1, head_dim // 2]` float32 (the 1 broadcasts over heads).
+  """
+  inv_freq = base ** (-jnp.arange(0, head_dim // 2, dtype=jnp.float32) * 2.0 / head_dim)
+  angles = position_ids.astype(jnp.float32)[..., None] * inv_freq  # [batch, length, head_dim/2]
+  return jnp.sin(angles)[:, :, None, :], jnp.cos(angles)[:, :, None, :]
+
+
+def apply_rope(x: Array, sin: Array, cos: Array) -> Array:
+  """Rotates `x` `[batch, length, heads, head_dim]` by the tables of `rope_tables`."""
+  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return rotated.astype(x.dtype)
+
+
+class CausalSelfAttention(nn.Module):
+  """Multi-head self-attention with a fused QKV projection and an optional KV cache.
+
+  The mask and the rotary tables are built once per call by `DecoderStack` and shared by every
+  layer.
+  """
+
+  num_heads: int
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array, rope: tuple[Array, Array] | None, decode: bool,
+               cache_index: Array | None) -> Array:
+    """Attends each position to the allowed ones.
+
+    Args:
+      x: `[batch, length, d_model]` normalised inputs.
+      mask: `[1, 1, length, keys]` bool, True where a query may attend to a key; `keys` is
+        `length` without a cache and the cache length with one.
+      rope: `(sin, cos)` from `rope_tables`, or None for no rotation.
+      decode: create the cache variables `[batch, length, heads, head_dim]` if they do not exist
+        (inside `init`, where `length` is the cache length) and use them if they do.
+      cache_index: the scalar int32 cache slot of `x[:, 0]` when the cache exists, else None.
+
+    Returns:
+      `[batch, length, d_model]`.
+    """
+    batch, length, d_model = x.shape
+    head_dim = d_model // self.num_heads
+    qkv = nn.Dense(3 * d_model, dtype=self.dtype, param_dtype=self.param_dtype, name="qkv")(x)
+    qkv = qkv.reshape(batch, length, 3, self.num_heads, head_dim)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each [batch, length, heads, head_dim]
+    if rope is not None:
+      q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+
+    if decode:
+      cached_key = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
+      cached_value = self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
+    if cache_index is not None:
+      # [batch, max_len, heads, head_dim]: slots past the newest token hold zeros or stale
+      # entries; the mask hides them.
+      start = (0, cache_index, 0, 0)
+      k = lax.dynamic_update_slice(cached_key.value, k.astype(cached_key.value.dtype), start)
+      v = lax.dynamic_update_slice(cached_value.value, v.astype(cached_value.value.dtype), start)
+      cached_key.value, cached_value.value = k, v
+
+    q = q * jnp.asarray(head_dim ** -0.5, q.dtype)
+    if length == 1:
+      # One query (a decode step): broadcast-multiply-reduce reads the cache once in its own
+      # layout, where a dot_general would first transpose all of it to [batch, heads, ...].
+      logits = jnp.sum(q * k, axis=-1, dtype=jnp.float32)[:, None]  # [batch, 1, keys, heads]
+      logits = jnp.where(mask.transpose(0, 2, 3, 1), logits, jnp.finfo(jnp.float32).min)
+      weights = jax.nn.softmax(logits, axis=2).astype(self.dtype)
+      out = jnp.sum(weights[:, 0, :, :, None] * v, axis=1)[:, None]  # [batch, 1, heads, hd]
+      out = out.reshape(batch, length, d_model)
+    else:
+      logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
+      logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+      weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+      out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(batch, length, d_model)
+    return nn.Dense(d_model, dtype=self.dtype, param_dtype=self.param_dtype, name="out")(out)
+
+
+class DecoderBlock(nn.Module):
+  """Pre-norm block: `x + attn(norm(x))`, then `h + mlp(norm(h))`, with residual dropout."""
+
+  num_heads: int
+  d_ff: int
+  dropout_rate: float = 0.0
+  norm: str = "layer"
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array, rope: tuple[Array, Array] | None, decode: bool,
+               cache_index: Array | None, deterministic: bool) -> Array:
+    norm = _NORMS[self.norm]
+    d_model = x.shape[-1]
+    h = norm(dtype=self.dtype, param_dtype=self.param_dtype, name="attention_norm")(x)
+    h = CausalSelfAttention(self.num_heads, self.dtype, self.param_dtype, name="attention")(
+        h, mask, rope, decode, cache_index)
+    x = x + nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
+    h = norm(dtype=self.dtype, param_dtype=self.param_dtype, name="mlp_norm")(x)
+    h = nn.Dense(self.d_ff, dtype=self.dtype, param_dtype=self.param_dtype, name="mlp_in")(h)
+    h = nn.Dense(d_model, dtype=self.dtype, param_dtype=self.param_dtype, name="mlp_out")(
+        nn.gelu(h))
+    return x + nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
+
+
+class DecoderStack(nn.Module):
+  """Causal transformer over embedded inputs: positions, `num_layers` blocks, a final norm.
+
+  Attributes:
+    num_layers: number of `DecoderBlock`s.
+    num_heads: attention heads; must divide `d_model`.
+    d_ff: hidden width of the MLP.
+    max_len: the most positions (learned table size, cache length).
+    dropout_rate: residual and embedding dropout, active when `deterministic=False`.
+    positions: "learned" (an added `[max_len, d_model]` table) or "rope" (rotary queries/keys).
+    norm: "layer" (LayerNorm) or "rms" (RMSNorm).
+    dtype: computation dtype; parameters are `param_dtype`; softmax runs in float32.
+  """
+
+  num_layers: int
+  num_heads: int
+  d_ff: int
+  max_len: int
+  dropout_rate: float = 0.0
+  positions: str = "learned"
+  norm: str = "layer"
+  rope_base: float = 10000.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, *, position_ids: Array | None = None, deterministic: bool = True,
+               decode: bool = False) -> Array:
+    """Runs the stack.
+
+    Args:
+      x: `[batch, length, d_model]` embedded inputs.
+      position_ids: optional `[batch, length]` int positions; by default `0 .. length - 1`, or
+        `cache_index .. cache_index + length - 1` in decode mode. Attention is causal in the
+        order of `x` (and of the cache) whatever the positions are.
+      deterministic: disables dropout.
+      decode: use and update the "cache" collection (see the module docstring).
+
+    Returns:
+      `[batch, length, d_model]` hidden states after the final norm.
+    """
+    batch, length, d_model = x.shape
+    self._check(length, d_model)
+
+    cache_index = None
+    if decode:
+      # The first call (inside `init`) only creates the cache; it runs like a full pass.
+      initialized = self.has_variable("cache", "cache_index")
+      index = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
+      if initialized:
+        cache_index = index.value
+        index.value = cache_index + length
+      elif length != self.max_len:
+        raise ValueError(f"Create the cache with a [batch, max_len={self.max_len}] input, got "
+                         f"length {length}.")
+
+    steps = jnp.arange(length, dtype=jnp.int32)
+    if cache_index is None:
+      mask = steps[None, :] <= steps[:, None]  # [length, length]
+      default_ids = steps
+    else:
+      default_ids = cache_index + steps
+      mask = jnp.arange(self.max_len, dtype=jnp.int32)[None, :] <= default_ids[:, None]
+    mask = mask[None, None]  # [1, 1, length, keys]
+    if position_ids is None:
+      position_ids = default_ids[None, :]  # [1, length]
+
+    rope = None
+    if self.positions == "learned":
+      table = self.param("pos_embedding", _EMBED_INIT, (self.max_len, d_model), self.param_dtype)
+      x = x + jnp.take(table, position_ids, axis=0).astype(x.dtype)
+    else:
+      rope = rope_tables(position_ids, d_model // self.num_heads, self.rope_base)
+
+    x = nn.Dropout(self.dropout_rate)(x.astype(self.dtype), deterministic=deterministic)
+    for layer in range(self.num_layers):
+      x = DecoderBlock(self.num_heads, self.d_ff, self.dropout_rate, self.norm, self.dtype,
+                       self.param_dtype, name=f"block_{layer}")(
+                           x, mask, rope, decode, cache_index, deterministic)
+    return _NORMS[self.norm](dtype=self.dtype, param_dtype=self.param_dtype, name="final_norm")(x)
+
+  def _check(self, length: int, d_model: int):
+    if self.positions not in _POSITIONS:
+      raise ValueError(f"positions must be one of {_POSITIONS}, got {self.positions!r}.")
+    if self.norm not in _NORMS:
+      raise ValueError(f"norm must be one of {tuple(_NORMS)}, got {self.norm!r}.")
+    if d_model % self.num_heads:
+      raise ValueError(f"d_model={d_model} is not divisible by num_heads={self.num_heads}.")
+    if self.positions == "rope" and (d_model // self.num_heads) % 2:
+      raise ValueError(f"rope needs an even head_dim; got d_model / num_heads = "
+                       f"{d_model // self.num_heads}.")
+    if length > self.max_len:
+      raise ValueError(f"Input length {length} exceeds max_len={self.max_len}; raise max_len.")
+
+
+class Transformer(nn.Module):
+  """A GPT-style causal language model.
+
+  Attributes:
+    vocab_size: number of token ids.
+    num_layers: transformer blocks.
+    num_heads: attention heads; must divide `d_model`.
+    d_model: width of the residual stream.
+    d_ff: hidden width of the MLP (commonly `4 * d_model`).
+    max_len: the longest sequence (learned position table, KV-cache length).
+    dropout_rate: residual and embedding dropout, active when `deterministic=False`.
+    positions: "learned" or "rope".
+    norm: "layer" or "rms".
+    tie_embeddings: project to logits with the transposed token embedding, else a separate Dense.
+    dtype: computation dtype (e.g. `jnp.bfloat16`); logits are returned as float32.
+    param_dtype: parameter dtype.
+  """
+
+  vocab_size: int
+  num_layers: int = 2
+  num_heads: int = 4
+  d_model: int = 128
+  d_ff: int = 512
+  max_len: int = 256
+  dropout_rate: float = 0.0
+  positions: str = "learned"
+  norm: str = "layer"
+  tie_embeddings: bool = True
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, tokens: Array, *, position_ids: Array | None = None,
+               deterministic: bool = True, decode: bool = False) -> Array:
+    """Next-token logits.
+
+    Args:
+      tokens: `[batch, length]` int32 token ids.
+      position_ids: optional `[batch, length]` positions (see `DecoderStack`).
+      deterministic: disables dropout (a "dropout" rng is needed otherwise).
+      decode: use and update the "cache" collection; call with `mutable=["cache"]`.
+
+    Returns:
+      `[batch, length, vocab]` float32 logits; position `i` predicts token `i + 1`.
+    """
+    embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=_EMBED_INIT, dtype=self.dtype,
+                     param_dtype=self.param_dtype, name="embed")
+    h = DecoderStack(self.num_layers, self.num_heads, self.d_ff, self.max_len, self.dropout_rate,
+                     self.positions, self.norm, dtype=self.dtype, param_dtype=self.param_dtype,
+                     name="decoder")(embed(tokens), position_ids=position_ids,
+                                     deterministic=deterministic, decode=decode)
+    if self.tie_embeddings:
+      logits = embed.attend(h)
+    else:
+      logits = nn.Dense(self.vocab_size, dtype=self.dtype, param_dtype=self.param_dtype,
+                        name="logits")(h)
+    return logits.astype(jnp.float32)

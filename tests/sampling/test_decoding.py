@@ -1,0 +1,381 @@
+"""Oracle tests of greedy decoding, sampling and beam search.
+
+The stub model's logits at every position are a fixed pseudo-random function of the whole prefix
+(its "cache" is the prefix itself), so every path has its own score and a brute-force enumeration
+of all sequences is the oracle for beam search and for the sampling distribution.
+"""
+
+import functools
+import itertools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from gen_jax.nn.transformer import Transformer
+from gen_jax.sampling import decoding
+
+MAX_LEN = 8
+
+
+def make_stub(vocab, seed, scale=2.0):
+  """A `tokens_to_logits` whose logits depend on the whole prefix; `seed` may be traced."""
+  key = jax.random.fold_in(jax.random.key(1234), seed)
+  powers = jnp.asarray((vocab + 1) ** np.arange(MAX_LEN), jnp.int32)  # injective prefix codes
+
+  def tokens_to_logits(tokens, cache):
+    length = tokens.shape[1]
+    buffer = jax.lax.dynamic_update_slice(cache["tokens"], tokens.astype(jnp.int32),
+                                          (0, cache["index"]))
+    codes = jnp.cumsum((buffer + 1) * powers, axis=1)  # [batch, MAX_LEN]
+    codes = jax.lax.dynamic_slice_in_dim(codes, cache["index"], length, axis=1)
+    draw = lambda code: jax.random.normal(jax.random.fold_in(key, code), (vocab,))
+    logits = scale * jax.vmap(jax.vmap(draw))(codes)
+    return logits, {"tokens": buffer, "index": cache["index"] + length}
+
+  return tokens_to_logits
+
+
+def empty_cache(batch):
+  return {"tokens": jnp.zeros((batch, MAX_LEN), jnp.int32), "index": jnp.zeros((), jnp.int32)}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def stub_full_logits(vocab, seed, tokens):
+  """The stub's logits for whole sequences `[batch, length]`, in one uncached call."""
+  return make_stub(vocab, seed)(tokens, empty_cache(tokens.shape[0]))[0]
+
+
+def all_log_probs(logits_fn, prompt, vocab, steps):
+  """Every continuation of length `steps` and its per-step log-probabilities (float64).
+
+  Args:
+    logits_fn: `tokens [batch, length] -> logits [batch, length, vocab]`, uncached.
+
+  Returns `(continuations [vocab ** steps, steps], log_probs [vocab ** steps, steps, vocab])`.
+  """
+  conts = np.array(list(itertools.product(range(vocab), repeat=steps)), np.int32)
+  tokens = np.concatenate([np.repeat(prompt[None], len(conts), 0), conts], axis=1)
+  logits = np.asarray(logits_fn(jnp.asarray(tokens)), np.float64)
+  logits = logits[:, len(prompt) - 1:-1]  # the positions that predict the continuation
+  log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  return conts, log_probs
+
+
+def brute_force_beams(logits_fn, prompt, vocab, steps, eos_id, alpha, n):
+  """The n best complete sequences (ended by EOS or by the length limit), by enumeration."""
+  conts, log_probs = all_log_probs(logits_fn, prompt, vocab, steps)
+  best = {}
+  for cont, lp in zip(conts, log_probs):
+    length = steps
+    if eos_id is not None and eos_id in cont:
+      length = int(np.argmax(cont == eos_id)) + 1
+    total = sum(lp[t, cont[t]] for t in range(length))
+    padded = tuple(cont[:length]) + (0,) * (steps - length)
+    best[padded] = (total / ((5.0 + length) / 6.0) ** alpha, length)
+  ranked = sorted(best.items(), key=lambda item: -item[1][0])[:n]
+  return (np.array([seq for seq, _ in ranked]), np.array([s for _, (s, _) in ranked]),
+          np.array([length for _, (_, length) in ranked]))
+
+
+def reference_beam_search(logits_fn, prompt, vocab, steps, eos_id, alpha, beam):
+  """A plain-Python beam search with the documented semantics (for beams that prune)."""
+  conts, log_probs = all_log_probs(logits_fn, prompt, vocab, steps)
+  table = {tuple(cont[:t]): lp[t] for cont, lp in zip(conts, log_probs) for t in range(steps)}
+  penalty = lambda length: ((5.0 + length) / 6.0) ** alpha
+  alive, finished = [(0.0, ())], []
+  for t in range(steps):
+    continuations = []
+    for total, prefix in alive:
+      for token in range(vocab):
+        extended = (total + table[prefix][token], prefix + (token,))
+        if token == eos_id:
+          finished.append((extended[0] / penalty(t + 1), extended[1]))
+        else:
+          continuations.append(extended)
+    alive = sorted(continuations, key=lambda c: -c[0])[:beam]
+    if t == steps - 1:
+      finished += [(total / penalty(steps), prefix) for total, prefix in alive]
+  finished = sorted(finished, key=lambda f: -f[0])[:beam]
+  seqs = np.array([list(s) + [0] * (steps - len(s)) for _, s in finished])
+  return seqs, np.array([score for score, _ in finished])
+
+
+@functools.lru_cache(maxsize=None)
+def jitted_beam_search(vocab, steps, beam, eos_id, num_return):
+
+  def run(seed, prompt, alpha):
+    return decoding.beam_search(make_stub(vocab, seed), prompt, empty_cache(prompt.shape[0]),
+                                beam_size=beam, max_new_tokens=steps, eos_id=eos_id,
+                                length_penalty=alpha, num_return=num_return)
+
+  return jax.jit(run)
+
+
+@pytest.mark.parametrize("vocab,steps,eos_id,prompt_len",
+                         [(4, 3, 0, 1), (5, 3, 2, 2), (4, 4, 3, 3), (3, 3, None, 2)])
+def test_beam_search_matches_brute_force(vocab, steps, eos_id, prompt_len):
+  # The alive set holds every non-EOS prefix, so beam search must find the exact n best.
+  beam = (vocab - (eos_id is not None)) ** (steps - 1)
+  n = min(beam, 6)
+  search = jitted_beam_search(vocab, steps, beam, eos_id, n)
+  for seed in range(20):
+    rng = np.random.default_rng(seed)
+    prompts = rng.integers(0, vocab, (2, prompt_len)).astype(np.int32)
+    alpha = 0.0 if seed % 2 else 0.8
+    out = search(seed, prompts, alpha)
+    logits_fn = functools.partial(stub_full_logits, vocab, seed)
+    for b in range(2):
+      seqs, scores, lengths = brute_force_beams(logits_fn, prompts[b], vocab, steps, eos_id,
+                                                alpha, n)
+      np.testing.assert_array_equal(out.sequences[b], seqs, err_msg=f"seed {seed}")
+      np.testing.assert_allclose(out.scores[b], scores, atol=1e-5, err_msg=f"seed {seed}")
+      np.testing.assert_array_equal(out.lengths[b], lengths)
+      assert np.all(out.finished[b])
+      if alpha == 0.0:
+        np.testing.assert_allclose(out.log_probs[b], scores, atol=1e-5)
+
+
+@pytest.mark.parametrize("beam", [1, 2, 3])
+def test_beam_search_matches_reference_when_pruning(beam):
+  vocab, steps, eos_id = 5, 4, 1
+  search = jitted_beam_search(vocab, steps, beam, eos_id, beam)
+  for seed in range(8):
+    prompts = np.random.default_rng(seed).integers(0, vocab, (2, 2)).astype(np.int32)
+    alpha = 0.6 * (seed % 2)
+    out = search(seed, prompts, alpha)
+    for b in range(2):
+      seqs, scores = reference_beam_search(functools.partial(stub_full_logits, vocab, seed),
+                                           prompts[b], vocab, steps, eos_id, alpha, beam)
+      np.testing.assert_array_equal(out.sequences[b], seqs, err_msg=f"seed {seed}")
+      np.testing.assert_allclose(out.scores[b], scores, atol=1e-5)
+
+
+def fixed_logits_stub(step_probs):
+  """`tokens_to_logits` whose next-token distribution depends only on the position."""
+  table = jnp.log(jnp.asarray(step_probs, jnp.float32))  # [positions, vocab]
+
+  def tokens_to_logits(tokens, cache):
+    positions = cache["index"] + jnp.arange(tokens.shape[1])
+    logits = jnp.broadcast_to(table[positions], tokens.shape + table.shape[-1:])
+    return logits, {"tokens": cache["tokens"], "index": cache["index"] + tokens.shape[1]}
+
+  return tokens_to_logits
+
+
+def test_beam_search_scores_eos_outside_top_2k():
+  # EOS (p=0.2) ranks last at the first step, below the 2 * beam best continuations, yet [EOS] is
+  # the best sequence: every longer one has probability at most 0.4 * 0.4 < 0.2.
+  stub = fixed_logits_stub([[0.2, 0.4, 0.4], [0.2, 0.4, 0.4]])
+  out = decoding.beam_search(stub, jnp.array([[1]]), empty_cache(1), beam_size=1,
+                             max_new_tokens=2, eos_id=0)
+  np.testing.assert_array_equal(out.sequences, [[[0, 0]]])
+  np.testing.assert_allclose(out.scores, [[np.log(0.2)]], atol=1e-6)
+  np.testing.assert_array_equal(out.lengths, [[1]])
+
+
+def test_beam_search_placeholders_only_when_too_few_sequences():
+  # Vocab {EOS=0, 1} and 2 steps: exactly three sequences exist, [0], [1, 0], [1, 1].
+  stub = fixed_logits_stub([[0.5, 0.5], [0.3, 0.7]])
+  out = decoding.beam_search(stub, jnp.array([[1]]), empty_cache(1), beam_size=4,
+                             max_new_tokens=2, eos_id=0, pad_id=0)
+  np.testing.assert_array_equal(out.finished, [[True, True, True, False]])
+  np.testing.assert_array_equal(out.sequences, [[[0, 0], [1, 1], [1, 0], [0, 0]]])
+  np.testing.assert_allclose(out.scores[0, :3], np.log([0.5, 0.5 * 0.7, 0.5 * 0.3]), atol=1e-6)
+  assert out.scores[0, 3] == -np.inf
+  np.testing.assert_array_equal(out.lengths, [[1, 2, 2, 0]])
+
+
+def test_greedy_literal_with_eos_padding():
+  probs = [[0.1, 0.2, 0.7], [0.1, 0.6, 0.3], [0.5, 0.2, 0.3], [0.1, 0.1, 0.8], [0.1, 0.1, 0.8]]
+  stub = fixed_logits_stub(probs)
+  prompt = jnp.array([[2], [1]])
+  out = jax.jit(lambda p: decoding.greedy(stub, p, empty_cache(2), max_new_tokens=4,
+                                          eos_id=0, pad_id=0))(prompt)
+  # Row t of the table follows t + 1 tokens: 2 (p=.7), 1 (p=.6), 0 = EOS (p=.5), then padding.
+  np.testing.assert_array_equal(out.sequences, [[2, 1, 0, 0], [2, 1, 0, 0]])
+  np.testing.assert_array_equal(out.lengths, [3, 3])
+  np.testing.assert_array_equal(out.finished, [True, True])
+  np.testing.assert_allclose(out.log_probs, np.log([0.21, 0.21]), atol=1e-6)
+  no_eos = decoding.greedy(stub, prompt, empty_cache(2), max_new_tokens=4)
+  np.testing.assert_array_equal(no_eos.sequences, [[2, 1, 0, 2]] * 2)
+  np.testing.assert_array_equal(no_eos.lengths, [4, 4])
+  np.testing.assert_array_equal(no_eos.finished, [False, False])
+
+
+PROBS = np.array([[0.5, 0.3, 0.15, 0.05]])
+
+
+@pytest.mark.parametrize("kwargs,kept", [
+    (dict(top_p=0.8), [1, 1, 0, 0]),
+    (dict(top_p=0.5), [1, 0, 0, 0]),
+    (dict(top_p=0.81), [1, 1, 1, 0]),
+    (dict(top_p=0.96), [1, 1, 1, 1]),
+    (dict(top_p=1e-3), [1, 0, 0, 0]),
+    (dict(top_k=2), [1, 1, 0, 0]),
+    (dict(top_k=1), [1, 0, 0, 0]),
+    (dict(top_k=3, top_p=0.8), [1, 1, 0, 0]),  # 0.5 / 0.95 < 0.8 <= 0.8 / 0.95
+    (dict(top_k=3, top_p=0.85), [1, 1, 1, 0]),  # 0.8 / 0.95 = 0.842 < 0.85
+    (dict(temperature=0.0), [1, 0, 0, 0]),
+    (dict(temperature=0.5, top_p=0.9), [1, 1, 0, 0]),  # tempered: .70, .25, .06, .007
+])
+def test_filter_logits_boundaries(kwargs, kept):
+  logits = jnp.log(jnp.asarray(PROBS[:, [2, 0, 3, 1]], jnp.float32))  # shuffled vocab order
+  filtered = np.asarray(decoding.filter_logits(logits, **kwargs))[0][[1, 3, 0, 2]]
+  np.testing.assert_array_equal(np.isfinite(filtered), np.array(kept, bool))
+  temperature = kwargs.get("temperature", 1.0)
+  if temperature > 0:
+    np.testing.assert_allclose(filtered[np.array(kept, bool)],
+                               np.log(PROBS[0])[np.array(kept, bool)] / temperature, rtol=1e-6)
+
+
+def test_top_k_keeps_exactly_k_among_ties():
+  filtered = decoding.filter_logits(jnp.zeros((1, 5)), top_k=2)
+  np.testing.assert_array_equal(np.isfinite(filtered), [[True, True, False, False, False]])
+
+
+def numpy_filtered_probs(logits, temperature, top_k, top_p):
+  """Independent float64 oracle of the sampling distribution of one step."""
+  order = np.argsort(-logits, kind="stable")
+  z = logits[order] / temperature
+  if top_k > 0:
+    z[top_k:] = -np.inf
+  p = np.exp(z - z.max())
+  p /= p.sum()
+  if top_p < 1:
+    keep = np.cumsum(p) - p < top_p
+    keep[0] = True
+    p = np.where(keep, p, 0.0)
+    p /= p.sum()
+  out = np.zeros_like(p)
+  out[order] = p
+  return out
+
+
+@functools.lru_cache(maxsize=None)
+def jitted_sampler(vocab, steps):
+
+  @jax.jit
+  def run(seed, prompt, rng, temperature, top_k, top_p):
+    return decoding.sample(make_stub(vocab, seed), prompt, empty_cache(prompt.shape[0]), rng,
+                           max_new_tokens=steps, temperature=temperature, top_k=top_k,
+                           top_p=top_p)
+
+  return run
+
+
+@pytest.mark.parametrize("seed,temperature,top_k,top_p", [
+    (0, 1.0, 0, 1.0), (1, 0.7, 3, 0.9), (2, 1.5, 0, 0.7), (3, 1.0, 2, 1.0)])
+def test_sample_sequence_distribution_chi_square(seed, temperature, top_k, top_p):
+  vocab, steps, num = 4, 3, 40000
+  sampler = jitted_sampler(vocab, steps)
+  prompt = np.full((num, 2), seed % vocab, np.int32)
+  out = sampler(seed, prompt, jax.random.key(seed), temperature, top_k, top_p)
+  conts, log_probs = all_log_probs(functools.partial(stub_full_logits, vocab, seed), prompt[0],
+                                   vocab, steps)
+  expected = np.ones(len(conts))
+  for i, (cont, lp) in enumerate(zip(conts, log_probs)):
+    for t in range(steps):
+      expected[i] *= numpy_filtered_probs(lp[t], temperature, top_k, top_p)[cont[t]]
+  index = np.asarray(out.sequences) @ (vocab ** np.arange(steps)[::-1])
+  observed = np.bincount(index, minlength=len(conts))
+  assert observed[expected == 0].sum() == 0  # filtered sequences never appear
+  expected_counts = expected * num
+  big = expected_counts >= 5  # pool small cells so the chi-square approximation holds
+  f_obs = np.append(observed[big], observed[~big].sum())
+  f_exp = np.append(expected_counts[big], expected_counts[~big].sum())
+  if f_exp[-1] == 0:
+    f_obs, f_exp = f_obs[:-1], f_exp[:-1]
+  assert stats.chisquare(f_obs, f_exp).pvalue > 1e-3
+
+
+def test_sample_runtime_settings_do_not_retrace_and_temperature_zero_is_greedy():
+  vocab, steps, batch = 5, 4, 6
+  stub = make_stub(vocab, 7)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def sampler(prompt, rng, temperature, top_k, top_p):
+    return decoding.sample(stub, prompt, empty_cache(batch), rng, max_new_tokens=steps,
+                           temperature=temperature, top_k=top_k, top_p=top_p)
+
+  chex.clear_trace_counter()
+  prompt = np.random.default_rng(0).integers(0, vocab, (batch, 2)).astype(np.int32)
+  rng = jax.random.key(0)
+  greedy = jax.jit(lambda p: decoding.greedy(stub, p, empty_cache(batch), max_new_tokens=steps))(
+      prompt)
+  settings = [(0.0, 0, 1.0), (1.3, 2, 0.9), (0.0, 3, 0.5), (2.0, 0, 1.0), (2.0, 1, 1.0)]
+  for temperature, top_k, top_p in settings:
+    out = sampler(prompt, rng, temperature, top_k, top_p)
+    if temperature == 0.0 or top_k == 1:
+      np.testing.assert_array_equal(out.sequences, greedy.sequences)
+      np.testing.assert_allclose(out.log_probs, greedy.log_probs, atol=1e-6)
+    else:
+      assert np.any(out.sequences != greedy.sequences)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def per_example_sampler(rng, temperature, top_k, top_p):
+    return decoding.sample(stub, prompt, empty_cache(batch), rng, max_new_tokens=steps,
+                           temperature=temperature, top_k=top_k, top_p=top_p)
+
+  # One setting per example: rows 0-2 are greedy in three ways; rows 3-5 sample freely.
+  temperature = jnp.array([0.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+  top_k = jnp.array([0, 1, 0, 0, 0, 0])
+  top_p = jnp.array([1.0, 1.0, 1e-3, 1.0, 1.0, 1.0])
+  mixed = [per_example_sampler(jax.random.key(i), temperature, top_k, top_p) for i in range(8)]
+  for out in mixed:
+    np.testing.assert_array_equal(out.sequences[:3], greedy.sequences[:3])
+  assert len({tuple(np.asarray(out.sequences[3:]).ravel()) for out in mixed}) > 1
+
+
+def test_sample_keys_are_independent_per_example():
+  # 64 identical nearly-uniform rows over 64 possible sequences: shared keys would give one
+  # sequence; independent draws give about 64 * (1 - (63/64) ** 64) = 40 distinct ones.
+  stub = make_stub(4, 0, scale=0.05)
+  sampler = jax.jit(lambda rng: decoding.sample(stub, jnp.zeros((64, 1), jnp.int32),
+                                                empty_cache(64), rng, max_new_tokens=3))
+  out = sampler(jax.random.key(3))
+  assert len({tuple(row) for row in np.asarray(out.sequences)}) > 30
+  np.testing.assert_array_equal(out.sequences, sampler(jax.random.key(3)).sequences)
+  assert np.any(out.sequences != sampler(jax.random.key(4)).sequences)
+
+
+def test_transformer_decoders_match_uncached_oracles():
+  vocab, max_len, steps = 4, 8, 3
+  model = Transformer(vocab_size=vocab, num_layers=2, num_heads=4, d_model=32, d_ff=64,
+                      max_len=max_len, positions="rope", tie_embeddings=False)
+  params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, max_len), jnp.int32))["params"]
+  prompt = np.array([[1, 3, 2], [0, 0, 1]], np.int32)
+  tokens_to_logits = decoding.make_tokens_to_logits(model, params)
+
+  @jax.jit
+  def decode(prompt):
+    cache = decoding.init_cache(model, prompt.shape[0])
+    return (decoding.greedy(tokens_to_logits, prompt, cache, max_new_tokens=steps),
+            decoding.beam_search(tokens_to_logits, prompt, cache, beam_size=9,
+                                 max_new_tokens=steps, eos_id=0, num_return=3))
+
+  greedy, beams = decode(prompt)
+  # Greedy oracle: argmax of repeated full forward passes over the growing prefix.
+  full_pass = jax.jit(lambda tokens: model.apply({"params": params}, tokens))
+  tokens = prompt
+  for _ in range(steps):
+    logits = full_pass(jnp.asarray(tokens))
+    tokens = np.concatenate([tokens, np.argmax(logits[:, -1:], -1)], axis=1)
+  np.testing.assert_array_equal(greedy.sequences, tokens[:, prompt.shape[1]:])
+  for b in range(2):
+    seqs, scores, _ = brute_force_beams(full_pass, prompt[b], vocab, steps, 0, 0.0, 3)
+    np.testing.assert_array_equal(beams.sequences[b], seqs)
+    np.testing.assert_allclose(beams.scores[b], scores, atol=1e-5)
+
+
+def test_init_cache_matches_model_init():
+  model = Transformer(vocab_size=7, num_layers=2, num_heads=2, d_model=16, d_ff=32, max_len=8)
+  cache = decoding.init_cache(model, 3)
+  init = jax.jit(lambda tokens: model.init(jax.random.key(0), tokens, decode=True)["cache"])
+  reference = init(jnp.zeros((3, 8), jnp.int32))
+  chex.assert_trees_all_equal(cache, reference)
