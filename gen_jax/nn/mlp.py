@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from gen_jax.types import Array
 
 
-def _activation(name: str) -> Callable[[Array], Array]:
+def activation_fn(name: str) -> Callable[[Array], Array]:
   """Looks an activation up by name on `jax.nn`, then on `flax.linen`."""
   for namespace in (jax.nn, nn):
     fn = getattr(namespace, name, None)
@@ -62,7 +62,7 @@ class MLP(nn.Module):
     Returns:
       [batch, out_features], or [batch] when `out_features` is None.
     """
-    act = _activation(self.activation)
+    act = activation_fn(self.activation)
     x = jnp.reshape(x, (x.shape[0], -1))
     if self.num_classes is None:
       if labels is not None:
