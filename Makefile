@@ -16,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/python experiments/main.py --config experiments/configs/classifier_digits.py --workdir $(WORKDIR)
+	$(BIN)/python experiments/main.py --config experiments/configs/vae_digits.py --workdir $(WORKDIR)
 
 test: setup
 	$(BIN)/python -m pytest -q tests

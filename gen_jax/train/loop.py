@@ -277,6 +277,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         if preemption.requested:
           log.warning("SIGTERM received: saved the checkpoint at step %d and stopped.", done)
           break
+    if start >= num_steps:  # already trained: report on the final state again
+      log.info("The checkpoint at step %d ends this run; evaluating and sampling it.", start)
+      eval_metrics = evaluate(state, start) if config.data.eval_split else {}
+      samples = sample(state, start) if p_sample is not None else []
   finally:
     checkpointer.wait()
     checkpointer.close()

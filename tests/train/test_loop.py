@@ -201,3 +201,10 @@ def test_bad_config_is_refused_before_anything_runs(tmp_path, change, error, mes
   with pytest.raises(error, match=message):
     train_and_evaluate(config, tmp_path)
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_rerunning_a_finished_run_reevaluates_without_training(tmp_path):
+  first = train_and_evaluate(tiny_config(), tmp_path)
+  again = train_and_evaluate(tiny_config(), tmp_path)
+  assert again.resumed_from == int(first.state.step) and again.traces == 0
+  assert again.eval_metrics == pytest.approx(first.eval_metrics, rel=1e-6)
