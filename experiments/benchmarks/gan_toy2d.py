@@ -1,0 +1,185 @@
+"""Mode coverage of GANs on the ring of 8 and the grid of 25 Gaussians, over seeds.
+
+For each problem (experiments/configs/gan_ring8.py, gan_grid25.py), each setting (the default,
+which should cover every mode, and `collapse`, one value different) and each seed, trains the
+config through `train_and_evaluate`, draws 2,500 samples from the trained generator (its EMA
+parameters) and scores them with `gen_jax.metrics.mixture.mixture_metrics` against the exact
+mixture of `gen_jax.data.toy2d` (modes, high-quality fraction, reverse KL; the definitions of
+VEEGAN and PacGAN). Prints one JSON line per run, then a Markdown table of means and spreads.
+
+    python experiments/benchmarks/gan_toy2d.py --seeds 10            # the full benchmark
+    python experiments/benchmarks/gan_toy2d.py --quick --seeds 2     # a fast look
+    python experiments/benchmarks/gan_toy2d.py --problems ring8 --settings default \
+        --seeds 1 --frames runs/gan_frames    # also a GAN-Lab-style GIF of one training run
+
+The wall-clock time per seed is that of the whole `train_and_evaluate` call (compilation,
+data pipeline, the final checkpoint and sample plot included). `--frames DIR` drives a separate
+run of seed 0 through the public pieces (`make_train_step`, `init_state`, `make_optimizers`,
+jitted here) to draw a frame every `num_steps / --num_frames` steps, and assembles them into
+`DIR/{problem}_{setting}.gif`.
+"""
+
+import argparse
+import importlib.util
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from gen_jax import data as data_lib
+from gen_jax.data import toy2d
+from gen_jax.metrics.mixture import mixture_metrics
+from gen_jax.train import config as config_lib
+from gen_jax.train import optimizers as optimizers_lib
+from gen_jax.train import step as step_lib
+from gen_jax.train.loop import build_method, train_and_evaluate
+from gen_jax.viz import gan_plots
+
+ROOT = Path(__file__).resolve().parents[2]
+NUM_EVAL_SAMPLES = 2_500
+QUICK_FRACTION = 4  # --quick trains a quarter of the config's steps
+
+
+def get_config(problem: str, setting: str, seed: int, quick: bool):
+  path = ROOT / "experiments/configs" / f"gan_{problem}.py"
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("" if setting == "default" else setting)
+  config.seed = seed
+  if quick:
+    config.train.num_steps //= QUICK_FRACTION
+  steps = config.train.num_steps
+  config.train.update(progress_bar=False, checkpoint_every=steps, log_every=min(500, steps),
+                      async_checkpoints=False)
+  config.data.eval_split = ""  # the benchmark scores samples, not the per-example losses
+  return config
+
+
+def score(method, variables, problem: str, rng) -> dict[str, float]:
+  mixture = toy2d.distribution(problem)
+  samples = jax.jit(lambda v, r: method.sample(v, r, NUM_EVAL_SAMPLES))(variables, rng)
+  m = mixture_metrics(samples=np.asarray(samples), means=mixture.means, std=mixture.std)
+  return {"modes": m.modes, "high_quality": m.high_quality_fraction,
+          "reverse_kl": m.reverse_kl}
+
+
+def run_one(problem: str, setting: str, seed: int, quick: bool) -> dict:
+  config = get_config(problem, setting, seed, quick)
+  with tempfile.TemporaryDirectory() as workdir:
+    tic = time.perf_counter()
+    result = train_and_evaluate(config, workdir)
+    seconds = time.perf_counter() - tic
+  method = build_method(config_lib.resolve(config))
+  metrics = score(method, result.state.variables(), problem,
+                  jax.random.fold_in(jax.random.PRNGKey(seed), 2_500))
+  return {"problem": problem, "setting": setting, "seed": seed,
+          "steps": config.train.num_steps, **metrics, "train_seconds": seconds}
+
+
+def animate(problem: str, setting: str, quick: bool, out_dir: Path, num_frames: int) -> Path:
+  """Trains seed 0 by hand through the public step pieces, drawing frames as it goes."""
+  config = config_lib.resolve(get_config(problem, setting, 0, quick))
+  method = build_method(config)
+  players = tuple(p.name for p in method.players)
+  num_steps, ema = config.train.num_steps, config.train.ema_decay
+  optimizers = optimizers_lib.make_optimizers(config.optim, players, num_steps)
+  train = data_lib.load(config.data.name, "train", config.data.batch_size, config.seed,
+                        fresh=True)
+  rng = jax.random.PRNGKey(config.seed)
+  # Jitted like the loop's: its outputs are fresh buffers (EMA and live parameters start equal
+  # and must not share one), so the step below can donate the state.
+  state = jax.jit(lambda r, b: step_lib.init_state(method, optimizers, r, b, ema_decay=ema))(
+      rng, next(train))
+  train_step = jax.jit(step_lib.make_train_step(method, optimizers, ema_decay=ema),
+                       donate_argnums=0)
+  real, _ = toy2d.sample(problem, np.random.default_rng(0), 1_000)
+  extent = gan_plots.extent_around(real)
+  every = max(num_steps // num_frames, 1)
+  frames = []
+  for step in range(num_steps + 1):
+    if step % every == 0 or step == num_steps:
+      frames.append(gan_plots.frame(method, state.variables(use_ema=False), real,
+                                    rng=jax.random.PRNGKey(step), extent=extent,
+                                    title=f"{problem}, {setting}, step {step}"))
+    if step < num_steps:
+      state, _ = train_step(state, next(train))
+  return gan_plots.save_gif(frames, out_dir / f"{problem}_{setting}.gif")
+
+
+def summarise(rows: list[dict]) -> str:
+  lines = ["| problem | setting | seeds | steps | modes mean (min-max) | all modes | "
+           "high quality % mean ± std (min) | reverse KL mean ± std (max) | "
+           "train s/seed mean (max) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  groups = {}
+  for row in rows:
+    groups.setdefault((row["problem"], row["setting"]), []).append(row)
+  for (problem, setting), group in groups.items():
+    k = toy2d.distribution(problem).num_modes
+    col = lambda key: np.array([r[key] for r in group], np.float64)
+    modes, hq, kl, secs = col("modes"), 100 * col("high_quality"), col("reverse_kl"), col(
+        "train_seconds")
+    lines.append(
+        f"| {problem} | {setting} | {len(group)} | {group[0]['steps']} | "
+        f"{modes.mean():.2f} ({modes.min():.0f}-{modes.max():.0f}) | "
+        f"{int(np.sum(modes == k))}/{len(group)} | "
+        f"{hq.mean():.1f} ± {hq.std():.1f} ({hq.min():.1f}) | "
+        f"{np.nanmean(kl):.3f} ± {np.nanstd(kl):.3f} ({np.nanmax(kl):.3f}) | "
+        f"{secs.mean():.0f} ({secs.max():.0f}) |")
+  return "\n".join(lines)
+
+
+def rows_from_log(path: Path) -> list[dict]:
+  """The per-run JSON lines of an earlier invocation's output (other lines are skipped)."""
+  rows = []
+  for line in Path(path).read_text(encoding="utf-8").splitlines():
+    if line.startswith("{") and '"train_seconds"' in line:
+      rows.append(json.loads(line))
+  return rows
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--seeds", type=int, default=10, help="seeds 0 .. N-1 per setting")
+  parser.add_argument("--quick", action="store_true", help=f"1/{QUICK_FRACTION} of the steps")
+  parser.add_argument("--problems", default="ring8,grid25")
+  parser.add_argument("--settings", default="default,collapse")
+  parser.add_argument("--table", type=Path, default=None, help="also write the table here")
+  parser.add_argument("--frames", type=Path, default=None,
+                      help="write a GIF of seed 0's training per problem and setting here")
+  parser.add_argument("--num_frames", type=int, default=40)
+  parser.add_argument("--summarise", type=Path, nargs="*", default=None,
+                      help="only tabulate the JSON lines of earlier runs' saved output")
+  args = parser.parse_args(argv)
+  logging.getLogger().setLevel(logging.WARNING)
+
+  if args.summarise is not None:
+    table = summarise([row for path in args.summarise for row in rows_from_log(path)])
+    print(table)
+    return
+  rows = []
+  for problem in args.problems.split(","):
+    for setting in args.settings.split(","):
+      for seed in range(args.seeds):
+        row = run_one(problem, setting, seed, args.quick)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+      if args.frames is not None:
+        path = animate(problem, setting, args.quick, args.frames, args.num_frames)
+        print(json.dumps({"problem": problem, "setting": setting, "gif": str(path)}), flush=True)
+  table = summarise(rows)
+  print(table)
+  if args.table is not None:
+    args.table.parent.mkdir(parents=True, exist_ok=True)
+    args.table.write_text(
+        f"`python {' '.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}`\n\n{table}\n")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,56 @@
+"""A GAN on the grid of 25 Gaussians (toy2d/grid25: {-4, -2, 0, 2, 4}^2, std 0.05), collapsing.
+
+    python experiments/main.py --config experiments/configs/gan_grid25.py \
+        --workdir runs/gan_grid25
+    python experiments/main.py --config experiments/configs/gan_grid25.py:collapse \
+        --workdir runs/gan_grid25_collapse
+
+The default setting (non-saturating loss, R1 penalty on the discriminator, Adam with b1 = 0,
+a generator learning rate twice the discriminator's, cosine decay, EMA of the parameters) covers
+all 25 modes; "collapse" differs by one value, no penalty (`model.penalty = ""`), and drops
+about half of them. Over seeds 0-9 (2,500 EMA samples each, scored by
+`experiments/benchmarks/gan_toy2d.py --problems grid25`; 20,000 steps, 59-86 s per seed on a
+shared 2-core CPU):
+
+    default    25.0 modes in 10/10 seeds, high quality 96.9 ± 0.8 % (min 95.8), reverse KL 0.008
+    collapse   10.6 modes (7-14), high quality 97.5 %, reverse KL 1.07
+
+`:conditional` feeds each point's mixture component to both players (a class-conditional
+GAN). Add `,tiny` to any of these (`:tiny`, `:collapse,tiny`) to run a few steps for tests.
+"""
+
+import ml_collections
+
+from gen_jax.data import toy2d
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  options = set(filter(None, arg.split(",")))
+  unknown = options - {"collapse", "conditional", "tiny"}
+  if unknown:
+    raise ValueError(f"Unknown config argument(s) {sorted(unknown)}: use a comma-separated "
+                     "subset of 'collapse', 'conditional', 'tiny'.")
+  c = ml_collections.ConfigDict()
+  c.method = "gan"
+  c.model = dict(latent_dim=2, gen_features=(256, 256, 256), disc_features=(128, 128, 128),
+                 activation="relu", d_loss="non_saturating", g_loss="non_saturating",
+                 penalty="r1_penalty", penalty_weight=0.05, n_critic=1, data_key="point")
+  c.data = dict(name="toy2d/grid25", batch_size=256, fresh=True, eval_batch_size=2000)
+  # Adam without momentum (b1 = 0) and a generator that learns twice as fast as the
+  # discriminator; both decay to 0 by the last step.
+  c.optim = dict(name="adam", learning_rate=2e-3, schedule="cosine", kwargs=dict(b1=0.0, b2=0.99),
+                 gen=dict(learning_rate=4e-3))
+  c.train = dict(num_steps=20_000, log_every=500, checkpoint_every=5_000, num_samples=2_500,
+                 ema_decay=0.999)
+  if "collapse" in options:
+    c.model.penalty = ""
+  if "conditional" in options:  # both players see the mixture component of each point
+    c.model.label_key = "mode"
+    c.model.num_classes = toy2d.distribution("grid25").num_modes
+  if "tiny" in options:
+    c.model.gen_features = (16, 16)
+    c.model.disc_features = (16, 16)
+    c.data.batch_size = 32
+    c.train = dict(num_steps=6, log_every=2, checkpoint_every=3, num_samples=64,
+                   ema_decay=0.999, progress_bar=False)
+  return c

@@ -1,0 +1,310 @@
+"""Generative adversarial networks: the discriminator and the generator as two players.
+
+The min-max game of Goodfellow et al. 2014 through the generic players step: the discriminator
+(`disc`, updated `n_critic` times per step) and then the generator (`gen`), each with its own
+optimizer (`config.optim.disc`, `config.optim.gen`). The method is a frozen dataclass of
+strategies, and every variant is a different strategy passed in, never a branch:
+
+  networks        `generator(z, labels) -> x` and `discriminator(x, labels) -> logits [batch]`,
+                  Flax modules built by `{model.networks}_networks(model)` in this module
+                  (`mlp_networks` for 2-D points; a DCGAN adds `dcgan_networks`).
+  losses          `d_loss_fn(*, real_logits, fake_logits)` and `g_loss_fn(*, fake_logits)`,
+                  per example, resolved by name from `gen_jax.losses.adversarial`
+                  (`{model.d_loss}_d`, `{model.g_loss}_g`).
+  penalties       zero or more weighted discriminator regularisers (`gradient_penalty`,
+                  `r1_penalty`), each a `Penalty`.
+  conditioning    `Unconditional()` or `ClassConditional(num_classes, key)`: where the labels
+                  that both players see come from (the batch for training, uniform draws for
+                  sampling).
+  latent_fn       the prior of the latent noise, `latent_fn(rng, shape) -> z`.
+"""
+
+import dataclasses
+import inspect
+import sys
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from gen_jax import names
+from gen_jax.losses import adversarial
+from gen_jax.methods.base import Player
+from gen_jax.nn.mlp import MLP
+from gen_jax.types import Array, Batch, Params, PRNGKey, Variables
+
+DISC = "disc"
+GEN = "gen"
+
+
+def default_model_config() -> dict[str, Any]:
+  return dict(
+      networks="mlp",  # `{networks}_networks(model)` in this module builds both players
+      latent_dim=2,
+      data_dim=2,  # width of a generated point (mlp networks)
+      gen_features=(128, 128, 128),
+      disc_features=(128, 128, 128),
+      activation="relu",
+      layer_norm=False,  # layer-normalise the hidden layers of both MLPs
+      d_loss="non_saturating",  # adversarial.{d_loss}_d: minimax | non_saturating | hinge | ...
+      g_loss="non_saturating",  # adversarial.{g_loss}_g
+      penalty="",  # "" | a penalty of adversarial: gradient_penalty | r1_penalty
+      penalty_weight=0.0,  # multiplies the batch mean of the penalty (R1: gamma / 2)
+      n_critic=1,  # discriminator updates per generator update
+      data_key="point",  # the batch entry holding real examples
+      label_key="",  # "" unconditional; else the batch entry of int labels fed to both players
+      num_classes=0,  # number of labels when label_key is set
+  )
+
+
+# ----------------------------------------------------------------------------------------------
+# Strategies.
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Unconditional:
+  """Neither player sees a label."""
+
+  def labels(self, batch: Batch) -> None:
+    del batch
+
+  def draw(self, rng: PRNGKey, num: int) -> None:
+    del rng, num
+
+  def constant(self, label: int, num: int) -> None:
+    del label, num
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassConditional:
+  """Both players see an int label: the batch's `key` in training, uniform draws in sampling.
+
+  Attributes:
+    num_classes: labels lie in [0, num_classes).
+    key: the batch entry holding labels [batch] (`"mode"` for toy2d: the mixture component).
+  """
+
+  num_classes: int
+  key: str = "label"
+
+  def labels(self, batch: Batch) -> Array:
+    return jnp.asarray(batch[self.key], jnp.int32)  # [batch]
+
+  def draw(self, rng: PRNGKey, num: int) -> Array:
+    return jax.random.randint(rng, (num,), 0, self.num_classes)  # [num]
+
+  def constant(self, label: int, num: int) -> Array:
+    """`num` copies of `label`, e.g. to plot what the players do for one class."""
+    return jnp.full((num,), label, jnp.int32)  # [num]
+
+
+@dataclasses.dataclass(frozen=True)
+class Penalty:
+  """A discriminator regulariser of `gen_jax.losses.adversarial`, weighted.
+
+  `fn` is called with the keyword arguments among `critic_fn`, `real`, `fake` and `rng` that
+  it accepts, so the gradient penalty (which interpolates real and fake) and R1 (real only)
+  plug in the same way.
+
+  Attributes:
+    fn: `fn(*, critic_fn, real, ...) -> [batch]`, e.g. `adversarial.gradient_penalty`.
+    weight: multiplies the per-example penalty (R1's gamma / 2; WGAN-GP's lambda).
+  """
+
+  fn: Callable[..., Array]
+  weight: float
+
+  @property
+  def name(self) -> str:
+    return self.fn.__name__
+
+  def __call__(self, *, critic_fn, real: Array, fake: Array, rng: PRNGKey) -> Array:
+    accepted = inspect.signature(self.fn).parameters
+    kwargs = dict(critic_fn=critic_fn, real=real, fake=fake, rng=rng)
+    return self.fn(**{k: v for k, v in kwargs.items() if k in accepted})  # [batch]
+
+
+def standard_normal(rng: PRNGKey, shape: tuple[int, ...]) -> Array:
+  """The usual latent prior, N(0, I)."""
+  return jax.random.normal(rng, shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# The method.
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class GAN:
+  """A two-player GAN on `batch[data_key]`.
+
+  Attributes:
+    generator: module with `apply(variables, z [batch, latent_dim], labels) -> x [batch, ...]`.
+    discriminator: module with `apply(variables, x, labels) -> [batch]` logits (or critic
+      values for the hinge and Wasserstein losses). Under a penalty it must treat examples
+      independently (no batch norm in training mode).
+    d_loss_fn: `(*, real_logits, fake_logits) -> [batch]`, minimised by the discriminator.
+    g_loss_fn: `(*, fake_logits) -> [batch]`, minimised by the generator.
+    latent_dim: width of the latent noise.
+    penalties: weighted regularisers added to the discriminator's loss; () for none.
+    n_critic: discriminator updates per generator update.
+    data_key: the batch entry holding real examples.
+    conditioning: `Unconditional()` or `ClassConditional(...)`.
+    latent_fn: `latent_fn(rng, shape) -> z`, the latent prior.
+  """
+
+  generator: nn.Module
+  discriminator: nn.Module
+  d_loss_fn: Callable[..., Array]
+  g_loss_fn: Callable[..., Array]
+  latent_dim: int
+  penalties: tuple[Penalty, ...] = ()
+  n_critic: int = 1
+  data_key: str = "point"
+  conditioning: Unconditional | ClassConditional = Unconditional()
+  latent_fn: Callable[[PRNGKey, tuple[int, ...]], Array] = standard_normal
+
+  @property
+  def players(self) -> tuple[Player, ...]:
+    return (Player(DISC, self.disc_loss, repeats=self.n_critic), Player(GEN, self.gen_loss))
+
+  def init(self, rng: PRNGKey, batch: Batch) -> Variables:
+    g_rng, d_rng, z_rng = jax.random.split(rng, 3)
+    real = jnp.asarray(batch[self.data_key], jnp.float32)
+    labels = self.conditioning.labels(batch)
+    z = self.latent_fn(z_rng, (real.shape[0], self.latent_dim))
+    return {"params": {GEN: self.generator.init(g_rng, z, labels)["params"],
+                       DISC: self.discriminator.init(d_rng, real, labels)["params"]},
+            "model_state": {}}
+
+  # The two networks as functions of their parameters.
+
+  def generate(self, gen_params: Params, z: Array, labels: Array | None = None) -> Array:
+    """Generated examples [batch, ...] from latents z [batch, latent_dim]."""
+    return self.generator.apply({"params": gen_params}, z, labels)
+
+  def critic(self, disc_params: Params, x: Array, labels: Array | None = None) -> Array:
+    """Discriminator outputs [batch] for examples x [batch, ...]."""
+    out = self.discriminator.apply({"params": disc_params}, x, labels)
+    return out.reshape(out.shape[0])
+
+  # The players' losses.
+
+  def _penalty_terms(self, disc_params: Params, real: Array, fake: Array,
+                     labels: Array | None, rng: PRNGKey) -> dict[str, Array]:
+    """Each penalty's per-example values [batch], unweighted.
+
+    The penalties differentiate the critic one example at a time. A conditional critic needs
+    each example's own label, so the penalty is vmapped over examples here with the label
+    bound inside `critic_fn` (a batch of one per call); an unconditional critic gets None.
+    """
+    out = {}
+    for index, penalty in enumerate(self.penalties):
+      rngs = jax.random.split(jax.random.fold_in(rng, index), real.shape[0])
+
+      def one(real_i, fake_i, labels_i, rng_i, penalty=penalty):
+        lab = None if labels_i is None else labels_i[None]
+        critic_fn = lambda x: self.critic(disc_params, x, lab)
+        return penalty(critic_fn=critic_fn, real=real_i[None], fake=fake_i[None], rng=rng_i)[0]
+
+      out[penalty.name] = jax.vmap(one)(real, fake, labels, rngs)
+    return out
+
+  def disc_loss(self, params_all, disc_params, batch, rng, model_state):
+    """The discriminator's loss on a real batch and as many fresh generated examples."""
+    z_rng, penalty_rng = jax.random.split(rng)
+    real = jnp.asarray(batch[self.data_key], jnp.float32)
+    labels = self.conditioning.labels(batch)
+    z = self.latent_fn(z_rng, (real.shape[0], self.latent_dim))
+    # The generator is a constant for this update; stop_gradient also keeps the penalties
+    # (whose inputs include `fake`) from differentiating through it.
+    fake = jax.lax.stop_gradient(self.generate(params_all[GEN], z, labels))
+    real_logits = self.critic(disc_params, real, labels)
+    fake_logits = self.critic(disc_params, fake, labels)
+    adv = jnp.mean(self.d_loss_fn(real_logits=real_logits, fake_logits=fake_logits))
+    terms = self._penalty_terms(disc_params, real, fake, labels, penalty_rng)
+    loss = adv + sum(p.weight * jnp.mean(terms[p.name]) for p in self.penalties)
+    metrics = {"adversarial": adv, "real_logit": jnp.mean(real_logits),
+               "fake_logit": jnp.mean(fake_logits)}
+    metrics.update({name: jnp.mean(value) for name, value in terms.items()})
+    return loss, (metrics, model_state)
+
+  def gen_loss(self, params_all, gen_params, batch, rng, model_state):
+    """The generator's loss through the discriminator, whose parameters are constants here."""
+    real = batch[self.data_key]
+    labels = self.conditioning.labels(batch)
+    z = self.latent_fn(rng, (real.shape[0], self.latent_dim))
+    fake_logits = self.critic(params_all[DISC], self.generate(gen_params, z, labels), labels)
+    loss = jnp.mean(self.g_loss_fn(fake_logits=fake_logits))
+    return loss, ({}, model_state)
+
+  # Evaluation and sampling.
+
+  def evaluate(self, variables: Variables, batch: Batch, rng: PRNGKey) -> dict[str, Array]:
+    """Per-example losses of both players on a real batch and as many generated examples."""
+    params = variables["params"]
+    real = jnp.asarray(batch[self.data_key], jnp.float32)
+    labels = self.conditioning.labels(batch)
+    z = self.latent_fn(rng, (real.shape[0], self.latent_dim))
+    fake = self.generate(params[GEN], z, labels)
+    real_logits = self.critic(params[DISC], real, labels)
+    fake_logits = self.critic(params[DISC], fake, labels)
+    return {"d_loss": self.d_loss_fn(real_logits=real_logits, fake_logits=fake_logits),
+            "g_loss": self.g_loss_fn(fake_logits=fake_logits),
+            "real_logit": real_logits, "fake_logit": fake_logits}
+
+  def sample(self, variables: Variables, rng: PRNGKey, num: int) -> Array:
+    """`num` generated examples, [num, ...] (points [num, 2] for the 2-D problems)."""
+    z_rng, label_rng = jax.random.split(rng)
+    z = self.latent_fn(z_rng, (num, self.latent_dim))
+    return self.generate(variables["params"][GEN], z, self.conditioning.draw(label_rng, num))
+
+
+# ----------------------------------------------------------------------------------------------
+# Building from a config.
+# ----------------------------------------------------------------------------------------------
+
+
+def mlp_networks(m: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
+  """MLP players for 2-D points: latent -> [batch, data_dim] and points -> logits [batch]."""
+  num_classes = m.num_classes if m.label_key else None
+  generator = MLP(features=tuple(m.gen_features), out_features=m.data_dim,
+                  activation=m.activation, layer_norm=m.layer_norm, num_classes=num_classes)
+  discriminator = MLP(features=tuple(m.disc_features), activation=m.activation,
+                      layer_norm=m.layer_norm, num_classes=num_classes)
+  return generator, discriminator
+
+
+def _conditioning(m: ml_collections.ConfigDict) -> Unconditional | ClassConditional:
+  if not m.label_key:
+    return Unconditional()
+  if m.num_classes < 1:
+    raise ValueError(f"model.label_key={m.label_key!r} makes the GAN class-conditional: set "
+                     "model.num_classes to the number of labels (8 for toy2d/ring8's modes).")
+  return ClassConditional(num_classes=m.num_classes, key=m.label_key)
+
+
+def from_config(config: ml_collections.ConfigDict) -> GAN:
+  m = config.model
+  this = sys.modules[__name__]
+  networks_fn = names.function(this, f"{m.networks}_networks", what="model.networks + '_networks'")
+  generator, discriminator = networks_fn(m)
+  if m.n_critic < 1:
+    raise ValueError(f"model.n_critic must be >= 1, got {m.n_critic}.")
+  penalties = ()
+  if m.penalty:
+    penalties = (Penalty(names.function(adversarial, m.penalty, what="model.penalty"),
+                         m.penalty_weight),)
+  return GAN(
+      generator=generator,
+      discriminator=discriminator,
+      d_loss_fn=names.function(adversarial, f"{m.d_loss}_d", what="model.d_loss + '_d'"),
+      g_loss_fn=names.function(adversarial, f"{m.g_loss}_g", what="model.g_loss + '_g'"),
+      latent_dim=m.latent_dim,
+      penalties=penalties,
+      n_critic=m.n_critic,
+      data_key=m.data_key,
+      conditioning=_conditioning(m))

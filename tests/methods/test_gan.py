@@ -1,0 +1,233 @@
+"""The GAN method: each player's update computed by hand, n_critic, conditioning, configs, plots."""
+
+import dataclasses
+import importlib.util
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from PIL import Image
+
+from gen_jax import names
+from gen_jax.losses import adversarial
+from gen_jax.methods import gan
+from gen_jax.train import config as config_lib
+from gen_jax.train import step as step_lib
+from gen_jax.train.loop import train_and_evaluate
+from gen_jax.viz import gan_plots
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ("gan_ring8", "gan_grid25")
+LR = 0.05
+
+
+def load_config(name: str, arg: str) -> ml_collections.ConfigDict:
+  spec = importlib.util.spec_from_file_location(name, ROOT / "experiments/configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def tiny_method(**model) -> gan.GAN:
+  config = load_config("gan_ring8", "tiny")
+  config.model.update(model)
+  return gan.from_config(config_lib.resolve(config))
+
+
+def toy_batch(size: int = 8) -> dict[str, jax.Array]:
+  angles = jnp.arange(size) * (2 * math.pi / 8)
+  return {"point": jnp.stack([jnp.cos(angles), jnp.sin(angles)], -1),
+          "mode": jnp.arange(size, dtype=jnp.int32) % 8}
+
+
+def sgd_step(loss_fn, params, *args):
+  grads = jax.grad(lambda p: loss_fn(p, *args)[0])(params)
+  return jax.tree.map(lambda p, g: p - LR * g, params, grads)
+
+
+def hand_step(method: gan.GAN, state, batch, *, disc_updates: bool = True,
+              gen_updates: bool = True):
+  """The step's updates written out: the keys as `make_train_step` derives them, plain SGD."""
+  step_rng = jax.random.fold_in(state.rng, state.step)
+  disc, gen = state.params["disc"], state.params["gen"]
+
+  def disc_loss(d, rng):
+    return method.disc_loss({"disc": d, "gen": gen}, d, batch, rng, {})
+
+  if disc_updates:
+    for repeat in range(method.n_critic):
+      rng = jax.random.fold_in(jax.random.fold_in(step_rng, 0), repeat)
+      disc = sgd_step(disc_loss, disc, rng)
+
+  def gen_loss(g, rng):
+    return method.gen_loss({"disc": disc, "gen": g}, g, batch, rng, {})
+
+  if gen_updates:
+    gen = sgd_step(gen_loss, gen, jax.random.fold_in(jax.random.fold_in(step_rng, 1), 0))
+  return disc, gen
+
+
+def assert_trees_close(actual, expected, **kwargs):
+  kwargs.setdefault("rtol", 1e-5)
+  kwargs.setdefault("atol", 1e-6)
+  for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(e), **kwargs)
+
+
+def assert_trees_differ(a, b):
+  assert any(not np.array_equal(np.asarray(x), np.asarray(y))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def run_step(method, optimizers, batch):
+  state = step_lib.init_state(method, optimizers, jax.random.PRNGKey(0), batch, ema_decay=0.0)
+  new_state, metrics = step_lib.make_train_step(method, optimizers)(state, batch)
+  return state, new_state, metrics
+
+
+@pytest.mark.parametrize("penalty", ["", "r1_penalty", "gradient_penalty"])
+def test_step_matches_hand_computed_player_updates(penalty):
+  method = tiny_method(penalty=penalty, penalty_weight=1.0)
+  batch = toy_batch()
+  sgd = {"disc": optax.sgd(LR), "gen": optax.sgd(LR)}
+  state, new_state, metrics = run_step(method, sgd, batch)
+  disc, gen = hand_step(method, state, batch)
+  assert_trees_close(new_state.params["disc"], disc)
+  # The generator's update differentiated through the discriminator after its update.
+  assert_trees_close(new_state.params["gen"], gen)
+  assert_trees_differ(new_state.params["gen"], state.params["gen"])
+  expected = {"disc/loss", "disc/grad_norm", "disc/adversarial", "disc/real_logit",
+              "disc/fake_logit", "gen/loss", "gen/grad_norm"} | (
+                  {f"disc/{penalty}"} if penalty else set())
+  assert set(metrics) == expected
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_generator_update_leaves_discriminator_unchanged_and_vice_versa():
+  method = tiny_method()
+  batch = toy_batch()
+  frozen = optax.set_to_zero()
+  # Only the generator learns: the discriminator's parameters come out bitwise unchanged, and
+  # the generator's update is the one computed against the initial discriminator.
+  state, new_state, _ = run_step(method, {"disc": frozen, "gen": optax.sgd(LR)}, batch)
+  _, gen = hand_step(method, state, batch, disc_updates=False)
+  for a, b in zip(jax.tree.leaves(new_state.params["disc"]), jax.tree.leaves(state.params["disc"])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert_trees_close(new_state.params["gen"], gen)
+  # Only the discriminator learns: the generator is untouched.
+  state, new_state, _ = run_step(method, {"disc": optax.sgd(LR), "gen": frozen}, batch)
+  disc, _ = hand_step(method, state, batch, gen_updates=False)
+  for a, b in zip(jax.tree.leaves(new_state.params["gen"]), jax.tree.leaves(state.params["gen"])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert_trees_close(new_state.params["disc"], disc)
+
+
+def test_n_critic_applies_that_many_discriminator_updates():
+  method = tiny_method(n_critic=3)
+  assert [(p.name, p.repeats) for p in method.players] == [("disc", 3), ("gen", 1)]
+  batch = toy_batch()
+  state, new_state, _ = run_step(method, {"disc": optax.sgd(LR), "gen": optax.sgd(LR)}, batch)
+  disc, gen = hand_step(method, state, batch)
+  assert_trees_close(new_state.params["disc"], disc)
+  assert_trees_close(new_state.params["gen"], gen)
+  # Two updates are not three.
+  two = hand_step(dataclasses.replace(method, n_critic=2), state, batch, gen_updates=False)[0]
+  with pytest.raises(AssertionError):
+    assert_trees_close(new_state.params["disc"], two)
+
+
+def test_disc_loss_is_the_named_loss_plus_weighted_penalty():
+  method = tiny_method(d_loss="hinge", penalty="r1_penalty", penalty_weight=2.5)
+  batch = toy_batch()
+  variables = method.init(jax.random.PRNGKey(1), batch)
+  params = variables["params"]
+  rng = jax.random.PRNGKey(2)
+  loss, (metrics, _) = method.disc_loss(params, params["disc"], batch, rng, {})
+  z = jax.random.normal(jax.random.split(rng)[0], (8, method.latent_dim))
+  fake = method.generate(params["gen"], z)
+  critic = lambda x: method.critic(params["disc"], x)
+  adv = jnp.mean(adversarial.hinge_d(real_logits=critic(batch["point"]),
+                                     fake_logits=critic(fake)))
+  grads = jax.vmap(jax.grad(lambda x: critic(x[None])[0]))(batch["point"])
+  r1 = jnp.mean(jnp.sum(grads ** 2, -1))
+  np.testing.assert_allclose(metrics["adversarial"], adv, rtol=1e-6)
+  np.testing.assert_allclose(metrics["r1_penalty"], r1, rtol=1e-5)
+  np.testing.assert_allclose(loss, adv + 2.5 * r1, rtol=1e-5)
+
+
+def test_class_conditional_players_see_each_examples_label():
+  method = tiny_method(label_key="mode", num_classes=8, penalty="r1_penalty", penalty_weight=1.0)
+  assert method.conditioning == gan.ClassConditional(num_classes=8, key="mode")
+  batch = toy_batch()
+  params = method.init(jax.random.PRNGKey(3), batch)["params"]
+  _, (metrics, _) = method.disc_loss(params, params["disc"], batch, jax.random.PRNGKey(4), {})
+  # R1 differentiates each example's critic under that example's own label.
+  grads = [jax.grad(lambda x, i=i: method.critic(params["disc"], x[None],
+                                                 batch["mode"][i:i + 1])[0])(batch["point"][i])
+           for i in range(8)]
+  np.testing.assert_allclose(metrics["r1_penalty"], np.mean(np.sum(np.square(grads), -1)),
+                             rtol=1e-5)
+  # Changing only the labels changes the generator's output.
+  z = jnp.zeros((2, method.latent_dim))
+  a = method.generate(params["gen"], z, jnp.array([0, 0]))
+  b = method.generate(params["gen"], z, jnp.array([0, 5]))
+  np.testing.assert_array_equal(a[0], b[0])
+  assert not np.allclose(a[1], b[1])
+  assert method.sample({"params": params}, jax.random.PRNGKey(5), 16).shape == (16, 2)
+
+
+def test_unknown_names_are_refused_with_the_choices():
+  with pytest.raises(names.UnknownNameError, match="hinge_d"):
+    tiny_method(d_loss="hnge")
+  with pytest.raises(names.UnknownNameError, match="r1_penalty"):
+    tiny_method(penalty="r2_penalty")
+  with pytest.raises(ValueError, match="num_classes"):
+    tiny_method(label_key="mode")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_collapse_setting_differs_by_one_value(name):
+  good = config_lib.to_dict(config_lib.resolve(load_config(name, "")))
+  bad = config_lib.to_dict(config_lib.resolve(load_config(name, "collapse")))
+  diff = {(section, key) for section in good if isinstance(good[section], dict)
+          for key in good[section] if good[section][key] != bad[section][key]}
+  assert diff == {("model", "penalty")}
+
+
+@pytest.mark.parametrize("name,arg", [(name, arg) for name in CONFIGS
+                                      for arg in ("tiny", "collapse,tiny")]
+                         + [("gan_ring8", "conditional,tiny")])
+def test_tiny_config_trains_and_writes_samples(tmp_path, name, arg):
+  result = train_and_evaluate(load_config(name, arg), tmp_path)
+  assert int(result.state.step) == 6 and result.traces == 1
+  assert set(result.eval_metrics) == {"d_loss", "g_loss", "real_logit", "fake_logit"}
+  assert all(math.isfinite(v) for v in result.eval_metrics.values())
+  assert [p.name for p in result.samples] == ["samples_0000006.png"]
+  with Image.open(result.samples[0]) as image:
+    assert image.format == "PNG" and image.size[0] > 100
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_frame_writes_a_png_and_frames_make_a_gif(tmp_path, conditional):
+  method = tiny_method(**(dict(label_key="mode", num_classes=8) if conditional else {}))
+  batch = toy_batch()
+  variables = method.init(jax.random.PRNGKey(0), batch)
+  frames = [gan_plots.frame(method, variables, batch["point"], rng=jax.random.PRNGKey(i),
+                            path=tmp_path / f"frame_{i}.png", title=f"step {i}",
+                            extent=(-1.5, 1.5, -1.5, 1.5))
+            for i in range(3)]
+  assert frames[0].dtype == np.uint8 and frames[0].ndim == 3 and frames[0].shape[2] == 3
+  with Image.open(tmp_path / "frame_0.png") as image:
+    assert image.format == "PNG" and image.size == (frames[0].shape[1], frames[0].shape[0])
+  gif = gan_plots.save_gif([tmp_path / f"frame_{i}.png" for i in range(3)], tmp_path / "a.gif")
+  with Image.open(gif) as image:
+    assert image.format == "GIF" and image.n_frames == 3
+  lines = gan_plots.warped_grid(method, variables, lines=5, points_per_line=7)
+  assert lines.shape == (10, 7, 2)
+  heat = gan_plots.discriminator_map(method, variables, (-1, 1, -1, 1), resolution=9)
+  assert heat.shape == (9, 9) and np.all((heat >= 0) & (heat <= 1))
