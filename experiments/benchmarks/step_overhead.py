@@ -6,9 +6,10 @@
 The loop's time per step includes everything a real run does each step (fetching the next batch
 from the data pipeline, putting it on the devices, reading the previous step's metrics and
 checking them, the progress bar, JSON/TensorBoard logging and checkpointing at their cadence).
-It is read from the loop's own `steps_per_sec` log rows (the first interval, which includes
-compilation, is dropped). The bare step is the same jitted function called back to back on one
-batch already on the device. Both are measured in this one process, side by side; medians.
+It is read from the loop's own `steps_per_sec` log rows: the mean over a run after its first
+interval (which includes compilation), then the median over rounds. The bare step is the same
+jitted function called back to back on one batch already on the device, measured in the same
+process after the loop runs.
 """
 
 import argparse
@@ -39,11 +40,13 @@ def load_config(spec: str):
   return module.get_config(arg)
 
 
-def loop_step_times(config, workdir: str) -> list[float]:
+def loop_step_time(config, workdir: str) -> float:
+  """Seconds per step of a whole run after its first logging interval (which compiles),
+  checkpoint saves included: the mean, not a median that would skip the saving intervals."""
   loop.train_and_evaluate(config, workdir)
   rows = [json.loads(l) for l in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
   rates = [r["steps_per_sec"] for r in rows if r["split"] == "train"][1:]
-  return [1.0 / r for r in rates]
+  return statistics.mean(1.0 / r for r in rates)
 
 
 def bare_step_times(config, repeats: int, steps: int) -> list[float]:
@@ -57,7 +60,7 @@ def bare_step_times(config, repeats: int, steps: int) -> list[float]:
   state = jax.jit(lambda rng, b: step_lib.init_state(method, optimizers, rng, b,
                                                      ema_decay=config.train.ema_decay),
                   out_shardings=replicated)(jax.random.PRNGKey(0), batch)
-  device_batch = parallel.put_batch(batch, mesh)
+  device_batch = jax.device_put(batch, batch_sharding)
   # Jitted as the loop jits it, so that the comparison is like for like.
   fn = jax.jit(step_lib.make_train_step(method, optimizers, ema_decay=config.train.ema_decay),
                in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
@@ -93,7 +96,7 @@ def main(argv=None) -> list[dict]:
                           sample_every=0, progress_bar=True, prefetch=prefetch)
       config.data.eval_split = ""
       with tempfile.TemporaryDirectory() as workdir:
-        times.extend(loop_step_times(config, workdir))
+        times.append(loop_step_time(config, workdir))
   bare_ms = statistics.median(bare_step_times(load_config(args.config), repeats=7,
                                               steps=args.log_every)) * 1e3
   results = []

@@ -137,7 +137,7 @@ class _MetricAverager:
     self.sums, self.count = {}, 0
 
   def add(self, step: int, metrics: dict[str, Any], last_checkpoint: str) -> None:
-    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    values = {k: float(v) for k, v in metrics.items()}
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:
       raise NonFiniteError(
@@ -234,23 +234,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     out = p_sample(state.variables(), jax.random.fold_in(sample_rng, step))
     return writer.write_samples(step, jax.device_get(out))
 
-  pending = None  # (step, metrics) of the last dispatched step, read after the next dispatch
+  # Steps dispatched but whose metrics the host has not read yet. They are read in one transfer
+  # per logging interval, one step behind the newest (so the host never waits for the device),
+  # and all of them before a checkpoint is written.
+  pending: list[tuple[int, Any]] = []
   start = int(jax.device_get(state.step))
   tic, tic_step = time.perf_counter(), start
 
-  def consume() -> None:
-    nonlocal pending, tic, tic_step
-    step, metrics = pending
-    pending = None
-    averager.add(step, metrics, last_checkpoint())
-    done = step + 1
-    if done % cfg_train.log_every == 0 or done == num_steps:
-      means = averager.pop()
-      now = time.perf_counter()
-      means["steps_per_sec"] = (done - tic_step) / max(now - tic, 1e-9)
-      tic, tic_step = now, done
-      writer.write(done, "train", means)
-      bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]}, refresh=False)
+  def drain(keep_newest: bool) -> None:
+    nonlocal tic, tic_step
+    ready = pending[:-1] if keep_newest else pending[:]
+    del pending[:len(ready)]
+    for (step, _), metrics in zip(ready, jax.device_get([m for _, m in ready])):
+      averager.add(step, metrics, last_checkpoint())
+      done = step + 1
+      if done % cfg_train.log_every == 0 or done == num_steps:
+        means = averager.pop()
+        now = time.perf_counter()
+        means["steps_per_sec"] = (done - tic_step) / max(now - tic, 1e-9)
+        tic, tic_step = now, done
+        writer.write(done, "train", means)
+        bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]}, refresh=False)
 
   batches = parallel.Prefetcher(train_data, mesh, size=cfg_train.prefetch)
   try:
@@ -259,13 +263,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       for step in range(start, num_steps):
         batch, data_state = next(batches)
         state, metrics = p_train_step(state, batch)
-        if pending is not None:
-          consume()
-        pending = (step, metrics)
+        pending.append((step, metrics))
         done = step + 1
         final = done == num_steps
+        if len(pending) > cfg_train.log_every:
+          drain(keep_newest=True)
         if final or preemption.requested or done % cfg_train.checkpoint_every == 0:
-          consume()  # the state is saved only after its metrics were seen to be finite
+          drain(keep_newest=False)  # a state is saved only once its metrics were seen finite
           checkpointer.save(done, state, data_state, config_json)
           last_saved = done
         if config.data.eval_split and (
