@@ -1,7 +1,7 @@
 """The training loop's overhead per step, as a fraction of the bare jitted step's time.
 
     python experiments/benchmarks/step_overhead.py [--config classifier_digits:tiny] [--steps 1200]
-        [--prefetch 0,2] [--rounds 3]
+        [--checkpoint_every 500] [--rounds 3]
 
 The loop's time per step includes everything a real run does each step (fetching the next batch
 from the data pipeline, putting it on the devices, reading the previous step's metrics and
@@ -77,44 +77,39 @@ def bare_step_times(config, repeats: int, steps: int) -> list[float]:
   return times
 
 
-def main(argv=None) -> list[dict]:
+def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", default="classifier_digits:tiny")
   parser.add_argument("--steps", type=int, default=1200)
   parser.add_argument("--log_every", type=int, default=100)
   parser.add_argument("--checkpoint_every", type=int, default=500)
-  parser.add_argument("--prefetch", default="0,2", help="train.prefetch values to compare")
-  parser.add_argument("--rounds", type=int, default=3, help="loop runs per prefetch value")
+  parser.add_argument("--rounds", type=int, default=3, help="loop runs; the median is reported")
   args = parser.parse_args(argv)
 
-  looped = {int(p): [] for p in args.prefetch.split(",")}
-  for _ in range(args.rounds):  # alternating, so that both variants see the same load
-    for prefetch, times in looped.items():
-      config = load_config(args.config)
-      config.train.update(num_steps=args.steps, log_every=args.log_every,
-                          checkpoint_every=args.checkpoint_every, eval_every=0,
-                          sample_every=0, progress_bar=True, prefetch=prefetch)
-      config.data.eval_split = ""
-      with tempfile.TemporaryDirectory() as workdir:
-        times.append(loop_step_time(config, workdir))
+  times = []
+  for _ in range(args.rounds):
+    config = load_config(args.config)
+    config.train.update(num_steps=args.steps, log_every=args.log_every,
+                        checkpoint_every=args.checkpoint_every, eval_every=0, sample_every=0,
+                        progress_bar=True)
+    config.data.eval_split = ""
+    with tempfile.TemporaryDirectory() as workdir:
+      times.append(loop_step_time(config, workdir))
   bare_ms = statistics.median(bare_step_times(load_config(args.config), repeats=7,
                                               steps=args.log_every)) * 1e3
-  results = []
-  lines = ["| config | prefetch | bare step (ms) | loop step (ms) | overhead |",
-           "|---|---|---|---|---|"]
-  for prefetch, times in looped.items():
-    loop_ms = statistics.median(times) * 1e3
-    result = {"config": args.config, "prefetch": prefetch, "devices": jax.device_count(),
-              "backend": jax.default_backend(), "loop_ms_per_step": round(loop_ms, 4),
-              "bare_ms_per_step": round(bare_ms, 4),
-              "overhead_fraction": round(loop_ms / bare_ms - 1.0, 4),
-              "log_every": args.log_every, "checkpoint_every": args.checkpoint_every}
-    print(json.dumps(result))
-    results.append(result)
-    lines.append(f"| {args.config} | {prefetch} | {bare_ms:.3f} | {loop_ms:.3f} | "
-                 f"{100 * result['overhead_fraction']:.1f}% |")
-  print("\n" + "\n".join(lines))
-  return results
+  loop_ms = statistics.median(times) * 1e3
+  result = {"config": args.config, "devices": jax.device_count(),
+            "backend": jax.default_backend(), "loop_ms_per_step": round(loop_ms, 4),
+            "bare_ms_per_step": round(bare_ms, 4),
+            "overhead_fraction": round(loop_ms / bare_ms - 1.0, 4),
+            "log_every": args.log_every, "checkpoint_every": args.checkpoint_every,
+            "rounds": args.rounds}
+  print(json.dumps(result))
+  print("\n| config | bare step (ms) | loop step (ms) | overhead | checkpoint every |")
+  print("|---|---|---|---|---|")
+  print(f"| {args.config} | {bare_ms:.3f} | {loop_ms:.3f} | "
+        f"{100 * result['overhead_fraction']:.1f}% | {args.checkpoint_every} |")
+  return result
 
 
 if __name__ == "__main__":

@@ -56,7 +56,6 @@ def defaults(method: str = "") -> ml_collections.ConfigDict:
       max_to_keep=3,
       async_checkpoints=True,
       ema_decay=0.0,  # 0 disables the EMA of parameters
-      prefetch=0,  # batches read and put on the devices ahead, in a background thread
       progress_bar=True,
   ))
   return c

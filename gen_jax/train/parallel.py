@@ -2,9 +2,7 @@
 the train state replicated. Works unchanged on 1 CPU, 8 fake CPU devices, a GPU or a TPU slice
 (multi-host after `jax.distributed.initialize()`)."""
 
-import queue
-import threading
-from typing import Any, Iterator
+from typing import Any
 
 import jax
 import numpy as np
@@ -48,67 +46,6 @@ def put_batch(batch: Batch, mesh: Mesh) -> dict[str, Any]:
   sharding = batch_sharding(mesh)
   return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
           for key, value in batch.items()}
-
-
-class Prefetcher:
-  """Reads batches and puts them on the devices, `size` batches ahead in a background thread
-  (or, with `size` 0, when asked for, in the caller's thread).
-
-  Yields (device_batch, data_state), where `data_state` is the iterator's state right after that
-  batch was read: saved with a checkpoint, it resumes after the batches the train step consumed,
-  not after those prefetched.
-  """
-
-  _END = object()
-
-  def __init__(self, iterator: Any, mesh: Mesh, size: int = 2):
-    self._iterator, self._mesh = iterator, mesh
-    self._thread = None
-    if size > 0:
-      self._queue = queue.Queue(maxsize=size)
-      self._stop = threading.Event()
-      self._thread = threading.Thread(target=self._run, daemon=True)
-      self._thread.start()
-
-  def _read(self) -> tuple[dict[str, jax.Array], Any]:
-    batch = next(self._iterator)
-    return put_batch(batch, self._mesh), self._iterator.get_state()
-
-  def _run(self) -> None:
-    try:
-      while not self._stop.is_set():
-        try:
-          item = self._read()
-        except StopIteration:
-          item = self._END
-        while not self._stop.is_set():
-          try:
-            self._queue.put(item, timeout=0.1)
-            break
-          except queue.Full:
-            continue
-        if item is self._END:
-          return
-    except BaseException as e:  # pylint: disable=broad-except
-      self._queue.put(e)  # re-raised in the consumer's thread
-
-  def __iter__(self) -> Iterator[tuple[dict[str, jax.Array], Any]]:
-    return self
-
-  def __next__(self) -> tuple[dict[str, jax.Array], Any]:
-    if self._thread is None:
-      return self._read()
-    item = self._queue.get()
-    if item is self._END:
-      raise StopIteration
-    if isinstance(item, BaseException):
-      raise item
-    return item
-
-  def close(self) -> None:
-    if self._thread is not None:
-      self._stop.set()
-      self._thread.join()
 
 
 def with_shardings(abstract_tree: Any, sharding: NamedSharding) -> Any:
