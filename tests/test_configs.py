@@ -27,6 +27,10 @@ def test_default_config_resolves_and_documents_its_command(path):
   config = config_lib.resolve(module.get_config())
   assert config.method
   assert f"--config experiments/configs/{path.name}" in module.__doc__, "no command in docstring"
+  # Built on the full defaults, so that any key can be overridden on the command line.
+  raw = module.get_config()
+  assert set(raw.keys()) == set(config_lib.defaults().keys())
+  assert set(raw.train.keys()) == set(config_lib.defaults().train.keys())
 
 
 @pytest.mark.parametrize("path", [p for p in CONFIGS if not any(n in p.stem for n in NEEDS_DOWNLOAD)],

@@ -22,6 +22,7 @@ GAN). Add `,tiny` to any of these (`:tiny`, `:collapse,tiny`) to run a few steps
 import ml_collections
 
 from gen_jax.data import toy2d
+from gen_jax.train.config import defaults
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -30,17 +31,16 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if unknown:
     raise ValueError(f"Unknown config argument(s) {sorted(unknown)}: use a comma-separated "
                      "subset of 'collapse', 'conditional', 'tiny'.")
-  c = ml_collections.ConfigDict()
-  c.method = "gan"
-  c.model = dict(latent_dim=2, gen_features=(256, 256, 256), disc_features=(128, 128, 128),
+  c = defaults("gan")
+  c.model.update(latent_dim=2, gen_features=(256, 256, 256), disc_features=(128, 128, 128),
                  activation="relu", d_loss="non_saturating", g_loss="non_saturating",
                  penalty="r1_penalty", penalty_weight=0.05, n_critic=1, data_key="point")
-  c.data = dict(name="toy2d/ring8", batch_size=256, fresh=True, eval_batch_size=2000)
+  c.data.update(name="toy2d/ring8", batch_size=256, fresh=True, eval_batch_size=2000)
   # Adam without momentum (b1 = 0) and a generator that learns twice as fast as the
   # discriminator; both decay to 0 by the last step.
-  c.optim = dict(name="adam", learning_rate=1e-3, schedule="cosine", kwargs=dict(b1=0.0, b2=0.99),
+  c.optim.update(name="adam", learning_rate=1e-3, schedule="cosine", kwargs=dict(b1=0.0, b2=0.99),
                  gen=dict(learning_rate=2e-3))
-  c.train = dict(num_steps=10_000, log_every=500, checkpoint_every=5_000, num_samples=2_500,
+  c.train.update(num_steps=10_000, log_every=500, checkpoint_every=5_000, num_samples=2_500,
                  ema_decay=0.999)
   if "collapse" in options:
     c.model.penalty = ""
@@ -51,6 +51,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.model.gen_features = (16, 16)
     c.model.disc_features = (16, 16)
     c.data.batch_size = 32
-    c.train = dict(num_steps=6, log_every=2, checkpoint_every=3, num_samples=64,
+    c.train.update(num_steps=6, log_every=2, checkpoint_every=3, num_samples=64,
                    ema_decay=0.999, progress_bar=False)
   return c
