@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax.nn.transformer import DecoderStack, Transformer
+from gen_jax.nn.transformer import CausalSelfAttention, DecoderStack, Transformer
 from gen_jax.sampling import decoding
 
 VOCAB, MAX_LEN, BATCH = 13, 12, 3
@@ -64,6 +64,40 @@ def test_cached_decoding_equals_full_pass(config):
     np.testing.assert_allclose(logits, expected[:, start:stop], atol=1e-5,
                                err_msg=f"tokens {start}:{stop}")
   assert int(cache["decoder"]["cache_index"]) == MAX_LEN
+
+
+def numpy_causal_attention(params, x, num_heads):
+  """Masked softmax attention over the whole square, written out in NumPy (float64)."""
+  x = np.asarray(x, np.float64)
+  batch, length, d_model = x.shape
+  head_dim = d_model // num_heads
+  dense = lambda p, h: h @ np.asarray(p["kernel"], np.float64) + np.asarray(p["bias"])
+  qkv = dense(params["qkv"], x).reshape(batch, length, 3, num_heads, head_dim)
+  q, k, v = qkv[:, :, 0] * head_dim ** -0.5, qkv[:, :, 1], qkv[:, :, 2]
+  logits = np.einsum("bqhd,bkhd->bhqk", q, k)
+  logits = np.where(np.tril(np.ones((length, length), bool)), logits, -np.inf)
+  weights = np.exp(logits - logits.max(-1, keepdims=True))
+  weights /= weights.sum(-1, keepdims=True)
+  out = np.einsum("bhqk,bkhd->bqhd", weights, v).reshape(batch, length, d_model)
+  return dense(params["out"], out)
+
+
+@pytest.mark.parametrize("query_block", [1, 5, 12, 64])
+def test_blocked_attention_equals_full_softmax(query_block):
+  # Blocks of 5 split 12 queries unevenly (5, 5, 2); 12 and 64 are one block.
+  length, d_model, heads = 12, 16, 2
+  x = jax.random.normal(jax.random.key(0), (2, length, d_model))
+  mask = jnp.tril(jnp.ones((length, length), bool))[None, None]
+  attention = CausalSelfAttention(heads, query_block=query_block)
+  apply = jax.jit(lambda params, x: attention.apply(params, x, mask, None, False, None))
+  params = attention.init(jax.random.key(1), x, mask, None, False, None)
+  np.testing.assert_allclose(apply(params, x), numpy_causal_attention(params["params"], x, heads),
+                             atol=1e-5)
+  one_block = CausalSelfAttention(heads, query_block=length)
+  loss = lambda module: lambda x: jnp.sum(
+      jnp.sin(module.apply(params, x, mask, None, False, None)))
+  np.testing.assert_allclose(jax.jit(jax.grad(loss(attention)))(x),
+                             jax.jit(jax.grad(loss(one_block)))(x), atol=1e-5)
 
 
 def test_cached_step_jit_equals_no_jit():

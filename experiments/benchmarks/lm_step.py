@@ -1,0 +1,155 @@
+"""Where the byte-level LM's training step spends its time, as a fraction of `jnp.dot`'s FLOP/s.
+
+    python experiments/benchmarks/lm_step.py [--config lm_python] [--rounds 9] [--iters 5]
+        [--baseline_ref HEAD]
+
+Times, side by side in one process and alternating (so that every variant sees the same machine
+load): the forward pass (loss only), forward + backward (`value_and_grad` of the loss), the full
+train step (gradients + AdamW, jitted with the state donated, on one device), and a float32
+`jnp.dot` of the model's largest matmul shape `[batch * length, d_model] x [d_model, d_ff]`. With
+`--baseline_ref`, the same three model timings are also taken for `gen_jax/nn/transformer.py` as
+it is at that git revision, so that a change to the module is measured against the old one under
+the same load. Model FLOPs are `train_flops_per_token` of experiments/benchmarks/lm_python.py
+(the forward pass counts one third of them). The batch is random tokens of the config's shape, so
+no data is read. Prints one JSON line per variant and part, and a Markdown table of medians.
+"""
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from gen_jax.methods import autoregressive
+from gen_jax.train import config as config_lib
+from gen_jax.train import optimizers as optimizers_lib
+from gen_jax.train import step as step_lib
+
+from lm_python import train_flops_per_token  # pylint: disable=wrong-import-order
+from step_overhead import load_config  # pylint: disable=wrong-import-order
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def transformer_at(ref: str):
+  """The `Transformer` class of gen_jax/nn/transformer.py at git revision `ref`."""
+  source = subprocess.run(["git", "show", f"{ref}:gen_jax/nn/transformer.py"], cwd=REPO,
+                          check=True, capture_output=True, text=True).stdout
+  path = Path(tempfile.mkdtemp()) / f"transformer_{ref.replace('/', '_')}.py"
+  path.write_text(source)
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.Transformer
+
+
+def make_fns(config, network_cls=None):
+  """Jitted (forward, forward + backward, train step) and their first arguments."""
+  config = config_lib.resolve(config)
+  method = autoregressive.from_config(config)
+  if network_cls is not None:
+    fields = {f.name: getattr(method.network, f.name) for f in dataclasses.fields(network_cls)
+              if f.name not in ("parent", "name") and hasattr(method.network, f.name)}
+    method = dataclasses.replace(method, network=network_cls(**fields))
+  names = tuple(p.name for p in method.players)
+  optimizers = optimizers_lib.make_optimizers(config.optim, names, config.train.num_steps)
+  tokens = jax.random.randint(jax.random.key(0),
+                              (config.data.batch_size, config.data.seq_len), 0,
+                              config.model.vocab_size, jnp.int32)
+  batch = {"tokens": tokens}
+  state = jax.jit(lambda rng: step_lib.init_state(method, optimizers, rng, batch,
+                                                  ema_decay=config.train.ema_decay))(
+                                                      jax.random.key(1))
+  player = method.players[0]
+  # A copy: the train step donates (deletes) the state's buffers.
+  params = jax.tree.map(jnp.copy, state.params[player.name])
+  loss_fn = lambda p, b: player.loss_fn({player.name: p}, p, b, None, {})[0]
+  forward = jax.jit(loss_fn)
+  backward = jax.jit(jax.value_and_grad(loss_fn))
+  train = jax.jit(step_lib.make_train_step(method, optimizers, ema_decay=config.train.ema_decay),
+                  donate_argnums=0)
+  return {"forward": (forward, params, batch), "forward+backward": (backward, params, batch),
+          "train_step": (train, state, batch)}
+
+
+def time_fn(fn, args: tuple, iters: int, donated: bool) -> tuple[float, tuple]:
+  """Mean seconds per call over `iters` back-to-back calls, and the arguments for the next call."""
+  tic = time.perf_counter()
+  out = None
+  for _ in range(iters):
+    out = fn(*args)
+    if donated:
+      args = (out[0],) + tuple(args[1:])
+  jax.block_until_ready(out)
+  return (time.perf_counter() - tic) / iters, args
+
+
+def main(argv=None) -> list[dict]:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--config", default="lm_python")
+  parser.add_argument("--rounds", type=int, default=9)
+  parser.add_argument("--iters", type=int, default=5, help="calls per timing")
+  parser.add_argument("--baseline_ref", default="", help="git revision to compare against")
+  args = parser.parse_args(argv)
+
+  config = load_config(args.config)
+  m, d = config.model, config.data
+  tokens = d.batch_size * (d.seq_len - 1)
+  step_flops = train_flops_per_token(m) * tokens
+  flops = {"forward": step_flops / 3, "forward+backward": step_flops, "train_step": step_flops}
+
+  variants = {"current": make_fns(config)}
+  if args.baseline_ref:
+    variants[args.baseline_ref] = make_fns(config, transformer_at(args.baseline_ref))
+  a = jnp.ones((tokens, m.d_model), jnp.float32)
+  b = jnp.ones((m.d_model, m.d_ff), jnp.float32)
+  dot = jax.jit(jnp.dot)
+
+  timers = {("dot", "dot"): [dot, (a, b), False]}
+  for variant, fns in variants.items():
+    for part, (fn, *fn_args) in fns.items():
+      timers[(variant, part)] = [fn, tuple(fn_args), part == "train_step"]
+  for timer in timers.values():  # compile and warm up
+    _, timer[1] = time_fn(timer[0], timer[1], 2, timer[2])
+  times = {key: [] for key in timers}
+  for _ in range(args.rounds):
+    for key, timer in timers.items():  # alternating: every variant sees the same load
+      iters = args.iters * (20 if key[0] == "dot" else 1)
+      seconds, timer[1] = time_fn(timer[0], timer[1], iters, timer[2])
+      times[key].append(seconds)
+
+  dot_sec = statistics.median(times[("dot", "dot")])
+  dot_flops = 2 * tokens * m.d_model * m.d_ff / dot_sec
+  results = []
+  lines = ["| variant | part | ms | share of train step | GFLOP/s | fraction of jnp.dot |",
+           "|---|---|---|---|---|---|"]
+  for variant in variants:
+    step_sec = statistics.median(times[(variant, "train_step")])
+    for part in ("forward", "forward+backward", "train_step"):
+      sec = statistics.median(times[(variant, part)])
+      gflops = flops[part] / sec / 1e9
+      result = {"config": args.config, "variant": variant, "part": part,
+                "ms": round(sec * 1e3, 3), "share_of_step": round(sec / step_sec, 3),
+                "gflops": round(gflops, 2), "dot_gflops": round(dot_flops / 1e9, 2),
+                "fraction_of_dot": round(gflops * 1e9 / dot_flops, 4),
+                "rounds": args.rounds, "backend": jax.default_backend()}
+      print(json.dumps(result))
+      results.append(result)
+      lines.append(f"| {variant} | {part} | {sec * 1e3:.2f} | {100 * sec / step_sec:.0f}% | "
+                   f"{gflops:.1f} | {100 * result['fraction_of_dot']:.1f}% |")
+  lines.append(f"| jnp.dot [{tokens},{m.d_model}]x[{m.d_model},{m.d_ff}] | | {dot_sec * 1e3:.3f} "
+               f"| | {dot_flops / 1e9:.1f} | 100% |")
+  print("\n" + "\n".join(lines))
+  return results
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
