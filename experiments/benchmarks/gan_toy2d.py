@@ -20,7 +20,6 @@ jitted here) to draw a frame every `num_steps / --num_frames` steps, and assembl
 """
 
 import argparse
-import importlib.util
 import json
 import logging
 import sys
@@ -40,17 +39,14 @@ from gen_jax.train import step as step_lib
 from gen_jax.train.loop import build_method, train_and_evaluate
 from gen_jax.viz import gan_plots
 
-ROOT = Path(__file__).resolve().parents[2]
+import common  # pylint: disable=wrong-import-order
+
 NUM_EVAL_SAMPLES = 2_500
 QUICK_FRACTION = 4  # --quick trains a quarter of the config's steps
 
 
 def get_config(problem: str, setting: str, seed: int, quick: bool):
-  path = ROOT / "experiments/configs" / f"gan_{problem}.py"
-  spec = importlib.util.spec_from_file_location(path.stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("" if setting == "default" else setting)
+  config = common.load_config(f"gan_{problem}" + ("" if setting == "default" else f":{setting}"))
   config.seed = seed
   if quick:
     config.train.num_steps //= QUICK_FRACTION

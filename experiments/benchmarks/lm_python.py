@@ -21,12 +21,11 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gen_jax.data import corpus
 from gen_jax.train.loop import train_and_evaluate
 
-from step_overhead import load_config  # pylint: disable=wrong-import-order
+from common import load_config  # pylint: disable=wrong-import-order
 
 
 def xz_bits_per_byte(train: bytes, held_out: bytes) -> dict[str, float]:

@@ -34,7 +34,7 @@ from gen_jax.train import optimizers as optimizers_lib
 from gen_jax.train import step as step_lib
 
 from lm_python import train_flops_per_token  # pylint: disable=wrong-import-order
-from step_overhead import load_config  # pylint: disable=wrong-import-order
+from common import load_config  # pylint: disable=wrong-import-order
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,6 @@ process after the loop runs.
 """
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -29,15 +28,7 @@ from gen_jax.train import optimizers as optimizers_lib
 from gen_jax.train import parallel
 from gen_jax.train import step as step_lib
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def load_config(spec: str):
-  name, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location(name, CONFIGS / f"{name}.py")
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg)
+from common import load_config  # pylint: disable=wrong-import-order
 
 
 def loop_step_time(config, workdir: str) -> float:

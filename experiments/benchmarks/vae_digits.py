@@ -24,7 +24,6 @@ It prints one JSON line per result and a Markdown table, and writes the sample g
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import sys
 import time
@@ -36,30 +35,11 @@ import numpy as np
 from scipy import special
 
 from gen_jax import data as data_lib
-from gen_jax.train import config as config_lib
-from gen_jax.metrics.frechet import frechet_distance
-from gen_jax.train import loop
 from gen_jax.viz import grids
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+import common  # pylint: disable=wrong-import-order
+
 LN2 = np.log(2.0)
-
-
-def load_config(spec: str):
-  name, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location(name, CONFIGS / f"{name}.py")
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg)
-
-
-def load_split(split: str, preprocess=()) -> dict[str, np.ndarray]:
-  """A whole split as arrays, in order, padding removed."""
-  batches = list(data_lib.load("digits", split, 512, 0, shuffle=False, num_epochs=1,
-                               drop_remainder=False, preprocess=preprocess))
-  out = {k: np.concatenate([b[k] for b in batches]) for k in ("image", "label")}
-  valid = np.concatenate([b["valid"] for b in batches])
-  return {k: v[valid] for k, v in out.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,30 +85,8 @@ def mixture_of_categoricals_bpd(train: np.ndarray, test: np.ndarray, levels: int
 
 
 # ----------------------------------------------------------------------------------------------
-# Frechet distance.
-# ----------------------------------------------------------------------------------------------
-
-
-def features_fn(method, variables):
-  apply = jax.jit(lambda images: method.features(variables, images))
-  return lambda images: np.concatenate([np.asarray(apply(images[i:i + 500]))
-                                        for i in range(0, len(images), 500)])
-
-
-# ----------------------------------------------------------------------------------------------
 # Main.
 # ----------------------------------------------------------------------------------------------
-
-
-def train(spec: str, workdir: Path, overrides: dict) -> tuple[object, loop.TrainResult, float]:
-  config = load_config(spec)
-  for key, value in overrides.items():
-    section, name = key.split(".")
-    config[section][name] = value
-  tic = time.perf_counter()
-  result = loop.train_and_evaluate(config, workdir)
-  method = loop.build_method(config_lib.resolve(config))
-  return method, result, time.perf_counter() - tic
 
 
 def evaluate_split(method, variables, images: np.ndarray, rng, batch_size: int = 120
@@ -166,30 +124,25 @@ def main(argv=None) -> list[dict]:
 
   info = data_lib.info("digits")
   levels = info.num_levels
-  train_int = load_split("train")["image"].reshape(-1, 64).astype(np.int64)
-  test_int = load_split("test")["image"].reshape(-1, 64).astype(np.int64)
+  train_int = common.load_split("digits", "train")["image"].reshape(-1, 64).astype(np.int64)
+  test_int = common.load_split("digits", "test")["image"].reshape(-1, 64).astype(np.int64)
   emit({"model": "independent categorical", "test_bpd": round(
       independent_categorical_bpd(train_int, test_int, levels), 4)})
   emit({"model": "mixture of 10 categoricals (EM)", "test_bpd": round(
       mixture_of_categoricals_bpd(train_int, test_int, levels), 4)})
 
-  classifier, c_result, c_time = train("classifier_digits", out / "classifier",
-                                       {"train.progress_bar": False})
-  features = features_fn(classifier, c_result.state.variables())
-  train_images = load_split("train", ("scale_to_unit",))["image"]
-  test_images = load_split("test", ("scale_to_unit",))["image"]
-  test_features = features(test_images)
-  emit({"model": "classifier", "test_accuracy": round(c_result.eval_metrics["accuracy"], 4),
-        "train_s": round(c_time, 1)})
-  emit({"model": "real train images", "fd_to_test": round(
-      frechet_distance(features(train_images), test_features), 3)})
+  reference = common.digits_reference(out / "classifier")
+  test_images = reference.test_images
+  emit({"model": "classifier", "test_accuracy": round(reference.test_accuracy, 4),
+        "train_s": round(reference.train_s, 1)})
+  emit({"model": "real train images", "fd_to_test": round(reference.floor, 3)})
 
   overrides = {"train.progress_bar": False}
   if args.steps:
     overrides["train.num_steps"] = args.steps
   rng = jax.random.PRNGKey(1234)
   for name, spec in (("vae", args.vae_config), ("ae", args.ae_config)):
-    method, result, seconds = train(spec, out / name, overrides)
+    method, result, seconds = common.train(spec, out / name, overrides)
     variables = result.state.variables()
     row = {"model": name, "config": spec, "steps": int(result.state.step),
            "train_s": round(seconds, 1)}
@@ -206,7 +159,7 @@ def main(argv=None) -> list[dict]:
     distances = []
     for draw in range(args.draws):
       drawn = jax.device_get(sample(variables, jax.random.fold_in(rng, 100 + draw)))
-      distances.append(frechet_distance(features(drawn["samples"]), test_features))
+      distances.append(reference.frechet(drawn["samples"]))
     row["fd_to_test"] = round(float(np.mean(distances)), 3)
     row["fd_to_test_draws"] = [round(d, 3) for d in distances]
     grids.save_image_grid(drawn["samples"][:100], out / f"{name}_samples.png")

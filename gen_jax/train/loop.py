@@ -22,7 +22,6 @@ from typing import Any, Iterator
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from tqdm import tqdm
 
 from gen_jax import data as data_lib

@@ -1,0 +1,101 @@
+"""What several benchmarks share: loading a config by name, training it through the real loop,
+whole bundled splits as arrays, and the digits classifier whose penultimate features give the
+Frechet distances of generated digits.
+
+Run the benchmarks from the repository root (`python experiments/benchmarks/NAME.py`); Python
+puts this folder on the path, so they `import common`.
+"""
+
+import dataclasses
+import importlib.util
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+
+from gen_jax import data as data_lib
+from gen_jax.metrics.frechet import frechet_distance
+from gen_jax.train import config as config_lib
+from gen_jax.train import loop
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """`name[:arg]` -> experiments/configs/name.py's `get_config(arg)`."""
+  name, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location(name, CONFIGS / f"{name}.py")
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def train(spec: str, workdir: Path, overrides: dict | None = None
+          ) -> tuple[object, loop.TrainResult, float]:
+  """Trains config `spec` with `{"section.key": value}` overrides through `train_and_evaluate`;
+  returns (method, result, seconds)."""
+  config = load_config(spec)
+  for key, value in (overrides or {}).items():
+    section, name = key.split(".")
+    config[section][name] = value
+  tic = time.perf_counter()
+  result = loop.train_and_evaluate(config, workdir)
+  method = loop.build_method(config_lib.resolve(config))
+  return method, result, time.perf_counter() - tic
+
+
+def load_split(name: str, split: str, preprocess=()) -> dict[str, np.ndarray]:
+  """A whole split of a bundled image dataset as arrays, in order, padding removed."""
+  batches = list(data_lib.load(name, split, 512, 0, shuffle=False, num_epochs=1,
+                               drop_remainder=False, preprocess=preprocess))
+  out = {k: np.concatenate([b[k] for b in batches]) for k in ("image", "label")}
+  valid = np.concatenate([b["valid"] for b in batches])
+  return {k: v[valid] for k, v in out.items()}
+
+
+@dataclasses.dataclass
+class DigitsReference:
+  """The classifier of experiments/configs/classifier_digits.py, trained by the benchmark that
+  uses it, and the test split's features. `features(images)` takes images in [-1, 1]."""
+
+  features: Callable[[np.ndarray], np.ndarray]
+  logits: Callable[[np.ndarray], np.ndarray]
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  test_features: np.ndarray
+  test_accuracy: float
+  floor: float  # Frechet distance of the real train images' features to the test images'
+  train_s: float
+
+  def frechet(self, images: np.ndarray) -> float:
+    """Frechet distance of `images`' features to the test split's."""
+    return frechet_distance(self.features(images), self.test_features)
+
+  def accuracy(self, images: np.ndarray, labels: np.ndarray) -> float:
+    """How often the classifier reads `images` as `labels`."""
+    return float(np.mean(np.argmax(self.logits(images), -1) == np.asarray(labels)))
+
+
+def _batched(fn, chunk: int = 500):
+  fn = jax.jit(fn)
+  return lambda x: np.concatenate([np.asarray(fn(x[i:i + chunk]))
+                                   for i in range(0, len(x), chunk)])
+
+
+def digits_reference(workdir: Path) -> DigitsReference:
+  """Trains (or, when `workdir` holds the finished run, restores) the digits classifier."""
+  method, result, seconds = train("classifier_digits", workdir, {"train.progress_bar": False})
+  variables = result.state.variables()
+  params = variables["params"]["classifier"]
+  features = _batched(lambda images: method.features(variables, images))
+  logits = _batched(lambda images: method.network.apply({"params": params}, images))
+  train_images = load_split("digits", "train", ("scale_to_unit",))["image"]
+  test = load_split("digits", "test", ("scale_to_unit",))
+  test_features = features(test["image"])
+  return DigitsReference(
+      features=features, logits=logits, test_images=test["image"], test_labels=test["label"],
+      test_features=test_features, test_accuracy=float(result.eval_metrics["accuracy"]),
+      floor=frechet_distance(features(train_images), test_features), train_s=seconds)
