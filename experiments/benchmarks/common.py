@@ -20,6 +20,9 @@ from gen_jax import data as data_lib
 from gen_jax.metrics.frechet import frechet_distance
 from gen_jax.train import config as config_lib
 from gen_jax.train import loop
+from gen_jax.train import optimizers as optimizers_lib
+from gen_jax.train import parallel
+from gen_jax.train import step as step_lib
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -99,3 +102,26 @@ def digits_reference(workdir: Path) -> DigitsReference:
       features=features, logits=logits, test_images=test["image"], test_labels=test["label"],
       test_features=test_features, test_accuracy=float(result.eval_metrics["accuracy"]),
       floor=frechet_distance(features(train_images), test_features), train_s=seconds)
+
+
+def compiled_train_step(config: ml_collections.ConfigDict):
+  """The train step of `config` jitted as the loop jits it (sharded, state donated), compiled by
+  one call on the config's first training batch, already on the devices. Returns
+  `(step_fn, state, batch)`: `state, metrics = step_fn(state, batch)` is one step."""
+  config = config_lib.resolve(config)
+  method = loop.build_method(config)
+  names = tuple(p.name for p in method.players)
+  optimizers = optimizers_lib.make_optimizers(config.optim, names, config.train.num_steps)
+  mesh = parallel.make_mesh()
+  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  batch = next(loop.load_data(config, config.data.train_split, train=True))
+  ema = config.train.ema_decay
+  state = jax.jit(lambda rng, b: step_lib.init_state(method, optimizers, rng, b, ema_decay=ema),
+                  out_shardings=replicated)(jax.random.PRNGKey(0), batch)
+  device_batch = jax.device_put(batch, batch_sharding)
+  fn = jax.jit(step_lib.make_train_step(method, optimizers, ema_decay=ema),
+               in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
+               donate_argnums=0)
+  state, metrics = fn(state, device_batch)  # compiles; the donated state is replaced
+  jax.block_until_ready(metrics)
+  return fn, state, device_batch

@@ -22,13 +22,9 @@ from pathlib import Path
 
 import jax
 
-from gen_jax.train import config as config_lib
 from gen_jax.train import loop
-from gen_jax.train import optimizers as optimizers_lib
-from gen_jax.train import parallel
-from gen_jax.train import step as step_lib
 
-from common import load_config  # pylint: disable=wrong-import-order
+from common import compiled_train_step, load_config  # pylint: disable=wrong-import-order
 
 
 def loop_step_time(config, workdir: str) -> float:
@@ -41,23 +37,8 @@ def loop_step_time(config, workdir: str) -> float:
 
 
 def bare_step_times(config, repeats: int, steps: int) -> list[float]:
-  config = config_lib.resolve(config)
-  method = loop.build_method(config)
-  names = tuple(p.name for p in method.players)
-  optimizers = optimizers_lib.make_optimizers(config.optim, names, config.train.num_steps)
-  mesh = parallel.make_mesh()
-  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  batch = next(loop.load_data(config, config.data.train_split, train=True))
-  state = jax.jit(lambda rng, b: step_lib.init_state(method, optimizers, rng, b,
-                                                     ema_decay=config.train.ema_decay),
-                  out_shardings=replicated)(jax.random.PRNGKey(0), batch)
-  device_batch = jax.device_put(batch, batch_sharding)
   # Jitted as the loop jits it, so that the comparison is like for like.
-  fn = jax.jit(step_lib.make_train_step(method, optimizers, ema_decay=config.train.ema_decay),
-               in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
-               donate_argnums=0)
-  state, metrics = fn(state, device_batch)
-  jax.block_until_ready(metrics)
+  fn, state, device_batch = compiled_train_step(config)
   times = []
   for _ in range(repeats):
     tic = time.perf_counter()

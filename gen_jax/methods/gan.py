@@ -7,7 +7,7 @@ strategies, and every variant is a different strategy passed in, never a branch:
 
   networks        `generator(z, labels) -> x` and `discriminator(x, labels) -> logits [batch]`,
                   Flax modules built by `{model.networks}_networks(model)` in this module
-                  (`mlp_networks` for 2-D points; a DCGAN adds `dcgan_networks`).
+                  (`mlp_networks` for 2-D points, `dcgan_networks` for images).
   losses          `d_loss_fn(*, real_logits, fake_logits)` and `g_loss_fn(*, fake_logits)`,
                   per example, resolved by name from `gen_jax.losses.adversarial`
                   (`{model.d_loss}_d`, `{model.g_loss}_g`).
@@ -17,10 +17,15 @@ strategies, and every variant is a different strategy passed in, never a branch:
                   that both players see come from (the batch for training, uniform draws for
                   sampling).
   latent_fn       the prior of the latent noise, `latent_fn(rng, shape) -> z`.
+  path_fn         None, or a latent path of `gen_jax.sampling.latent` (`spherical_path`,
+                  `linear_path`): then `sample` returns a dict of image grids, `samples` and
+                  `interpolation` (paths between pairs of latent draws, one per grid row), as
+                  the VAE's does.
 """
 
 import dataclasses
 import inspect
+import math
 import sys
 from typing import Any, Callable
 
@@ -32,7 +37,9 @@ import ml_collections
 from gen_jax import names
 from gen_jax.losses import adversarial
 from gen_jax.methods.base import Player
+from gen_jax.nn import convnets
 from gen_jax.nn.mlp import MLP
+from gen_jax.sampling import latent
 from gen_jax.types import Array, Batch, Params, PRNGKey, Variables
 
 DISC = "disc"
@@ -56,6 +63,14 @@ def default_model_config() -> dict[str, Any]:
       data_key="point",  # the batch entry holding real examples
       label_key="",  # "" unconditional; else the batch entry of int labels fed to both players
       num_classes=0,  # number of labels when label_key is set
+      # dcgan networks (gen_jax.nn.convnets.DCGANGenerator / DCGANDiscriminator):
+      image_shape=(),  # (h, w, c) of the images; h, w divisible by 2^(len(gen_widths) - 1)
+      gen_widths=(128, 64, 32),  # generator channels per resolution, lowest first
+      disc_widths=(32, 64, 128),  # discriminator channels per resolution, highest first
+      upsample="resize",  # convnets.{upsample}_upsample: resize (nearest + conv) | transpose
+      label_features=16,  # width of the generator's label embedding (conditional)
+      interpolation="",  # "" | spherical | linear: `sample` adds latent.{interpolation}_path
+      # grids between latent draws (image GANs)
   )
 
 
@@ -76,6 +91,9 @@ class Unconditional:
 
   def constant(self, label: int, num: int) -> None:
     del label, num
+
+  def rows(self, num: int, columns: int) -> None:
+    del num, columns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +117,10 @@ class ClassConditional:
   def constant(self, label: int, num: int) -> Array:
     """`num` copies of `label`, e.g. to plot what the players do for one class."""
     return jnp.full((num,), label, jnp.int32)  # [num]
+
+  def rows(self, num: int, columns: int) -> Array:
+    """Labels for a grid of `columns` columns, one class per row: row r shows r % classes."""
+    return (jnp.arange(num, dtype=jnp.int32) // columns) % self.num_classes  # [num]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +176,8 @@ class GAN:
     data_key: the batch entry holding real examples.
     conditioning: `Unconditional()` or `ClassConditional(...)`.
     latent_fn: `latent_fn(rng, shape) -> z`, the latent prior.
+    path_fn: None (`sample` returns an array), or `path_fn(z0, z1, t) -> z` of
+      `gen_jax.sampling.latent` (`sample` returns a dict with an interpolation grid).
   """
 
   generator: nn.Module
@@ -166,6 +190,7 @@ class GAN:
   data_key: str = "point"
   conditioning: Unconditional | ClassConditional = Unconditional()
   latent_fn: Callable[[PRNGKey, tuple[int, ...]], Array] = standard_normal
+  path_fn: latent.PathFn | None = None
 
   @property
   def players(self) -> tuple[Player, ...]:
@@ -256,11 +281,34 @@ class GAN:
             "g_loss": self.g_loss_fn(fake_logits=fake_logits),
             "real_logit": real_logits, "fake_logit": fake_logits}
 
-  def sample(self, variables: Variables, rng: PRNGKey, num: int) -> Array:
-    """`num` generated examples, [num, ...] (points [num, 2] for the 2-D problems)."""
+  def interpolate_images(self, variables: Variables, z0: Array, z1: Array, steps: int,
+                         path_fn: latent.PathFn = latent.spherical_path,
+                         labels: Array | None = None) -> Array:
+    """Generated paths from latents z0 to z1 [n, latent_dim], endpoints included:
+    [n * steps, ...], row by row (path i is examples i * steps ... (i + 1) * steps - 1).
+    `labels` [n] (class-conditional) holds each path's label."""
+    path = latent.interpolate(z0, z1, steps, path_fn).reshape(-1, self.latent_dim)
+    if labels is not None:
+      labels = jnp.repeat(labels, steps)
+    return self.generate(variables["params"][GEN], path, labels)
+
+  def sample(self, variables: Variables, rng: PRNGKey, num: int) -> Array | dict[str, Array]:
+    """`num` generated examples, [num, ...] (points [num, 2] for the 2-D problems), labels
+    drawn uniformly. With a `path_fn`, a dict for the loop's square image grids instead:
+    `samples` [num, ...], one class per row when conditional, and `interpolation`: s =
+    isqrt(num) paths of s steps between pairs of latent draws, [s * s, ...], one per row."""
     z_rng, label_rng = jax.random.split(rng)
     z = self.latent_fn(z_rng, (num, self.latent_dim))
-    return self.generate(variables["params"][GEN], z, self.conditioning.draw(label_rng, num))
+    gen_params = variables["params"][GEN]
+    if self.path_fn is None:
+      return self.generate(gen_params, z, self.conditioning.draw(label_rng, num))
+    columns = math.ceil(math.sqrt(num))  # the loop's grid (gen_jax.viz.grids.image_grid)
+    steps = max(math.isqrt(num), 2)
+    ends = self.latent_fn(label_rng, (2, steps, self.latent_dim))
+    return {"samples": self.generate(gen_params, z, self.conditioning.rows(num, columns)),
+            "interpolation": self.interpolate_images(variables, ends[0], ends[1], steps,
+                                                     self.path_fn,
+                                                     self.conditioning.rows(steps, 1))}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,6 +323,22 @@ def mlp_networks(m: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
                   activation=m.activation, layer_norm=m.layer_norm, num_classes=num_classes)
   discriminator = MLP(features=tuple(m.disc_features), activation=m.activation,
                       layer_norm=m.layer_norm, num_classes=num_classes)
+  return generator, discriminator
+
+
+def dcgan_networks(m: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
+  """DCGAN players for images [batch, h, w, c] in [-1, 1] (`gen_jax.nn.convnets`)."""
+  if len(m.image_shape) != 3:
+    raise ValueError(f"dcgan networks need model.image_shape = (h, w, c), got "
+                     f"{tuple(m.image_shape)!r}: (8, 8, 1) for digits, (28, 28, 1) for mnist.")
+  num_classes = m.num_classes if m.label_key else None
+  upsample_fn = names.function(convnets, f"{m.upsample}_upsample",
+                               what="model.upsample + '_upsample'")
+  generator = convnets.DCGANGenerator(
+      image_shape=tuple(m.image_shape), widths=tuple(m.gen_widths), upsample_fn=upsample_fn,
+      num_classes=num_classes, label_features=m.label_features)
+  discriminator = convnets.DCGANDiscriminator(widths=tuple(m.disc_widths),
+                                              num_classes=num_classes)
   return generator, discriminator
 
 
@@ -307,4 +371,7 @@ def from_config(config: ml_collections.ConfigDict) -> GAN:
       penalties=penalties,
       n_critic=m.n_critic,
       data_key=m.data_key,
-      conditioning=_conditioning(m))
+      conditioning=_conditioning(m),
+      path_fn=(names.function(latent, f"{m.interpolation}_path",
+                              what="model.interpolation + '_path'")
+               if m.interpolation else None))

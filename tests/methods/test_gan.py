@@ -16,6 +16,7 @@ from PIL import Image
 from gen_jax import names
 from gen_jax.losses import adversarial
 from gen_jax.methods import gan
+from gen_jax.sampling import latent
 from gen_jax.train import config as config_lib
 from gen_jax.train import step as step_lib
 from gen_jax.train.loop import train_and_evaluate
@@ -231,3 +232,86 @@ def test_frame_writes_a_png_and_frames_make_a_gif(tmp_path, conditional):
   assert lines.shape == (10, 7, 2)
   heat = gan_plots.discriminator_map(method, variables, (-1, 1, -1, 1), resolution=9)
   assert heat.shape == (9, 9) and np.all((heat >= 0) & (heat <= 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# Image GANs: DCGAN players, class rows, latent interpolation.
+# ----------------------------------------------------------------------------------------------
+
+
+def image_method(name: str, **model) -> gan.GAN:
+  config = load_config(name, "tiny")
+  config.model.update(model)
+  return gan.from_config(config_lib.resolve(config))
+
+
+def digit_batch(size: int = 4) -> dict[str, jax.Array]:
+  images = jnp.linspace(-1.0, 1.0, size * 64).reshape(size, 8, 8, 1)
+  return {"image": images, "label": jnp.arange(size, dtype=jnp.int32) % 10}
+
+
+def test_slerp_of_orthogonal_equal_norm_vectors_is_the_arc_between_them():
+  # Exact oracle: for orthogonal z0, z1 of norm r the great circle through them is
+  # z(t) = cos(t pi / 2) z0 + sin(t pi / 2) z1, of norm r all along; the straight line's
+  # midpoint is (z0 + z1) / 2, of norm r / sqrt(2).
+  r, steps = 3.0, 5
+  z0 = jnp.array([[r, 0.0, 0.0, 0.0], [0.0, 0.0, r, 0.0]])
+  z1 = jnp.array([[0.0, r, 0.0, 0.0], [0.0, 0.0, 0.0, -r]])
+  t = np.linspace(0.0, 1.0, steps)[None, :, None]
+  arc = np.cos(t * np.pi / 2) * np.asarray(z0)[:, None] + np.sin(t * np.pi / 2) * np.asarray(
+      z1)[:, None]
+  spherical = np.asarray(latent.interpolate(z0, z1, steps, latent.spherical_path))
+  np.testing.assert_allclose(spherical, arc, atol=1e-6)
+  np.testing.assert_allclose(np.linalg.norm(spherical, axis=-1), r, rtol=1e-6)
+  linear = np.asarray(latent.interpolate(z0, z1, steps, latent.linear_path))
+  for path in (spherical, linear):
+    np.testing.assert_allclose(path[:, 0], z0, atol=1e-6)
+    np.testing.assert_allclose(path[:, -1], z1, atol=1e-6)
+  np.testing.assert_allclose(linear[:, 2], (z0 + z1) / 2, atol=1e-6)
+  np.testing.assert_allclose(np.linalg.norm(linear[:, 2], axis=-1), r / np.sqrt(2), rtol=1e-6)
+
+
+def test_dcgan_samples_and_interpolation_grids():
+  method = image_method("dcgan_digits")
+  assert method.path_fn is latent.spherical_path
+  variables = method.init(jax.random.PRNGKey(0), digit_batch())
+  rng = jax.random.PRNGKey(1)
+  out = jax.jit(lambda v, r: method.sample(v, r, 10))(variables, rng)
+  assert set(out) == {"samples", "interpolation"}
+  # 10 samples; isqrt(10) = 3 paths of 3 steps, one per row of the loop's 3 x 3 grid.
+  assert out["samples"].shape == (10, 8, 8, 1) and out["interpolation"].shape == (9, 8, 8, 1)
+  assert np.all(np.abs(np.asarray(out["samples"])) <= 1.0)
+  z = method.latent_fn(jax.random.split(rng)[0], (10, method.latent_dim))
+  gen = jax.jit(lambda z: method.generate(variables["params"]["gen"], z))
+  np.testing.assert_allclose(out["samples"], gen(z), atol=1e-4)  # separate jits
+  # The paths' endpoints are the generated images of the two latents.
+  z0, z1 = jax.random.normal(jax.random.PRNGKey(2), (2, 2, method.latent_dim))
+  path = jax.jit(lambda a, b: method.interpolate_images(variables, a, b, 4, latent.linear_path))(
+      z0, z1).reshape(2, 4, 8, 8)
+  np.testing.assert_allclose(path[:, 0], gen(z0).reshape(2, 8, 8), atol=1e-5)
+  np.testing.assert_allclose(path[:, -1], gen(z1).reshape(2, 8, 8), atol=1e-5)
+  assert not np.allclose(path[:, 1], path[:, 2])
+
+
+def test_class_conditional_dcgan_samples_one_class_per_row():
+  method = image_method("cgan_digits")
+  assert method.conditioning == gan.ClassConditional(num_classes=10, key="label")
+  np.testing.assert_array_equal(method.conditioning.rows(23, 5), (np.arange(23) // 5) % 10)
+  variables = method.init(jax.random.PRNGKey(0), digit_batch())
+  rng = jax.random.PRNGKey(1)
+  out = jax.jit(lambda v, r: method.sample(v, r, 16))(variables, rng)
+  z = method.latent_fn(jax.random.split(rng)[0], (16, method.latent_dim))
+  rows = jnp.repeat(jnp.arange(4), 4)  # a 4 x 4 grid: row r shows class r
+  gen = jax.jit(lambda z, labels: method.generate(variables["params"]["gen"], z, labels))
+  np.testing.assert_allclose(out["samples"], gen(z, rows), atol=1e-4)  # separate jits
+  # The label alone changes the image.
+  assert not np.allclose(gen(z[:2], jnp.array([0, 0]))[0], gen(z[:2], jnp.array([0, 1]))[1])
+
+
+def test_dcgan_config_errors_name_the_key():
+  with pytest.raises(names.UnknownNameError, match="resize_upsample"):
+    image_method("dcgan_digits", upsample="bilinear")
+  with pytest.raises(ValueError, match="image_shape"):
+    image_method("dcgan_digits", image_shape=())
+  with pytest.raises(names.UnknownNameError, match="spherical_path"):
+    image_method("dcgan_digits", interpolation="spherica")

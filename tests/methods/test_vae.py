@@ -24,6 +24,7 @@ from scipy import stats
 from gen_jax import names
 from gen_jax.methods import vae as vae_lib
 from gen_jax.nn import vae_nets
+from gen_jax.sampling import latent
 from gen_jax.train import config as config_lib
 from gen_jax.train import step as step_lib
 from gen_jax.train.loop import train_and_evaluate
@@ -248,19 +249,19 @@ def test_latent_paths():
   z0, z1 = rng.normal(size=(2, 3, 5))
   z1 = z1 / np.linalg.norm(z1, axis=-1, keepdims=True) * np.linalg.norm(z0, axis=-1,
                                                                         keepdims=True)
-  for path_fn in (vae_lib.linear_path, vae_lib.spherical_path):
-    path = np.asarray(vae_lib.interpolate(jnp.asarray(z0), jnp.asarray(z1), 7, path_fn))
+  for path_fn in (latent.linear_path, latent.spherical_path):
+    path = np.asarray(latent.interpolate(jnp.asarray(z0), jnp.asarray(z1), 7, path_fn))
     assert path.shape == (3, 7, 5)
     np.testing.assert_allclose(path[:, 0], z0, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(path[:, -1], z1, rtol=1e-5, atol=1e-6)
-  linear = np.asarray(vae_lib.interpolate(jnp.asarray(z0), jnp.asarray(z1), 3,
-                                          vae_lib.linear_path))
+  linear = np.asarray(latent.interpolate(jnp.asarray(z0), jnp.asarray(z1), 3,
+                                         latent.linear_path))
   np.testing.assert_allclose(linear[:, 1], (z0 + z1) / 2, rtol=1e-5, atol=1e-6)
-  spherical = np.asarray(vae_lib.interpolate(jnp.asarray(z0), jnp.asarray(z1), 7))
+  spherical = np.asarray(latent.interpolate(jnp.asarray(z0), jnp.asarray(z1), 7))
   np.testing.assert_allclose(np.linalg.norm(spherical, axis=-1),
                              np.repeat(np.linalg.norm(z0, axis=-1, keepdims=True), 7, 1),
                              rtol=1e-4)
-  same = vae_lib.spherical_path(jnp.ones(4), jnp.ones(4), 0.3)
+  same = latent.spherical_path(jnp.ones(4), jnp.ones(4), 0.3)
   np.testing.assert_allclose(same, np.ones(4), rtol=1e-6)
 
 
