@@ -80,7 +80,7 @@ def main(argv=None):
   config = load_config(args.config)
   if args.steps:
     config.train.num_steps = args.steps
-  config.train.eval_every = max(config.train.num_steps // 6, 1)
+  config.train.eval_every = -(-config.train.num_steps // 6)  # 6 evaluations, the last at the end
   start = time.time()
   train_and_evaluate(config, args.workdir)
   rows = [json.loads(l) for l in (Path(args.workdir) / "metrics.jsonl").read_text().splitlines()]

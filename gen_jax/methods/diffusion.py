@@ -1,0 +1,393 @@
+"""Diffusion models (Ho et al. 2020) trained by denoising score matching, one player.
+
+One player, `denoiser`, holds the network's parameters. For a data batch x0, the loss draws a
+training timestep t ~ U{0 .. T-1} and eps ~ N(0, I) per example, forms
+x_t = alpha_t x0 + sigma_t eps, and regresses the network's output on its target. The method is
+a frozen dataclass of strategies; every variant is a strategy passed in, never a branch:
+
+  network         `apply(variables, x_t, t, labels, train=...) -> prediction`, a module of
+                  `gen_jax.nn.unet` built by `{model.network}_network` in this module
+                  (`unet_network` for images, `mlp_network` for points).
+  schedule        a `gen_jax.schedules.Schedule`, `gen_jax.schedules.{model.schedule}`
+                  (`linear`, `cosine`) with `model.num_timesteps` steps.
+  prediction_fn   how the output is read: `gen_jax.losses.denoising.{model.prediction}_prediction`
+                  (eps, x0, v) -> (x0_hat, eps_hat).
+  loss_fn         the per-example loss `gen_jax.losses.denoising.{model.loss}_mse` (eps, x0, v,
+                  min_snr): each a weighting of the noise levels.
+  conditioning    `Unconditional()` or `ClassConditional(num_classes, key, drop_prob)`: the
+                  label is replaced by the null label `num_classes` with probability
+                  `drop_prob` in training, so one network is both conditional and
+                  unconditional, as classifier-free guidance needs (Ho & Salimans 2021).
+  sampler         `DDPM(posterior_variance)` or `DDIM(eta)`, wrapping `gen_jax.sampling.diffusion`,
+                  with `sample_steps` steps, `guidance_scale` w (0 unconditional, 1 conditional,
+                  > 1 guided) and `clip_x0` (1 for images in [-1, 1], 0 for points).
+
+Data are `batch[data_key]`: images [batch, h, w, c] in [-1, 1] (`scale_to_unit`) or points
+[batch, d], divided by `data_scale` to bring them near unit scale (grid25's means lie at
++-4: data_scale 2); samples are multiplied back. The EMA of the parameters, which diffusion
+models sample from, is the backbone's (`config.train.ema_decay`): `sample` and `evaluate` use
+whatever parameters they are given.
+"""
+
+import dataclasses
+import math
+import sys
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from gen_jax import names, schedules
+from gen_jax.losses import denoising
+from gen_jax.methods.base import Player
+from gen_jax.nn import unet
+from gen_jax.sampling import diffusion as sampling
+from gen_jax.types import Array, Batch, Params, PRNGKey, Variables
+
+PLAYER = "denoiser"
+
+
+def default_model_config() -> dict[str, Any]:
+  return dict(
+      network="unet",  # `{network}_network(model, ...)` in this module: unet | mlp
+      widths=(32, 64),  # unet: channels per resolution, finest first
+      blocks_per_level=1,  # unet: residual blocks per resolution
+      features=(256, 256, 256),  # mlp: hidden widths
+      activation="silu",  # mlp
+      emb_features=128,  # width of the time (and label) embedding
+      dropout=0.0,  # unet: dropout in the residual blocks, in training only
+      schedule="linear",  # gen_jax.schedules.{schedule}: linear | cosine
+      num_timesteps=1000,  # T training timesteps
+      prediction="eps",  # losses.denoising.{prediction}_prediction: eps | x0 | v
+      loss="eps",  # losses.denoising.{loss}_mse: eps | x0 | v | min_snr
+      data_key="image",  # the batch entry holding examples ("point" for toy2d)
+      data_scale=1.0,  # examples are divided by this for the model, samples multiplied
+      label_key="",  # "" unconditional; else the batch entry of int labels ("label", "mode")
+      num_classes=0,  # number of labels when label_key is set (the null label is num_classes)
+      label_dropout=0.1,  # probability of training on the null label instead of the label
+      sampler="ddpm",  # `{sampler}_sampler(model)` in this module: ddpm | ddim
+      sample_steps=1000,  # sampler steps, 1 .. num_timesteps
+      eta=0.0,  # ddim: 0 deterministic, 1 DDPM's posterior variance
+      posterior_variance=True,  # ddpm: posterior variance (True) or beta (False)
+      guidance_scale=1.0,  # w: 0 unconditional, 1 conditional, > 1 guided (conditional only)
+      clip_x0=1.0,  # clip x0 estimates to [-c, c] while sampling; 0 for none (points)
+      image_shape=(),  # () reads the example shape from the dataset's info
+  )
+
+
+# ----------------------------------------------------------------------------------------------
+# Strategies.
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Unconditional:
+  """The denoiser sees no label."""
+
+  def train_labels(self, batch: Batch, rng: PRNGKey) -> None:
+    del batch, rng
+
+  def eval_labels(self, batch: Batch) -> None:
+    del batch
+
+  def sample_labels(self, num: int) -> None:
+    del num
+
+  def null_labels(self, num: int) -> None:
+    del num
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassConditional:
+  """Labels from `batch[key]` in [0, num_classes); `num_classes` is the null label.
+
+  Attributes:
+    num_classes: number of real labels.
+    key: the batch entry holding labels [batch].
+    drop_prob: probability that a training example's label is replaced by the null label.
+  """
+
+  num_classes: int
+  key: str = "label"
+  drop_prob: float = 0.1
+
+  def train_labels(self, batch: Batch, rng: PRNGKey) -> Array:
+    labels = jnp.asarray(batch[self.key], jnp.int32)
+    drop = jax.random.bernoulli(rng, self.drop_prob, labels.shape)
+    return jnp.where(drop, self.num_classes, labels)  # [batch]
+
+  def eval_labels(self, batch: Batch) -> Array:
+    return jnp.asarray(batch[self.key], jnp.int32)  # [batch]
+
+  def sample_labels(self, num: int) -> Array:
+    """Classes in equal blocks, in order: a square grid of `num` reads class by class."""
+    return jnp.asarray((np.arange(num) * self.num_classes) // num, jnp.int32)  # [num]
+
+  def null_labels(self, num: int) -> Array:
+    return jnp.full((num,), self.num_classes, jnp.int32)  # [num]
+
+
+@dataclasses.dataclass(frozen=True)
+class DDPM:
+  """The ancestral sampler, `gen_jax.sampling.diffusion.ddpm`."""
+
+  posterior_variance: bool = True
+
+  def __call__(self, denoise_fn, schedule, x_T, rng, **kw) -> sampling.SamplerOutput:
+    return sampling.ddpm(denoise_fn, schedule, x_T, rng,
+                         posterior_variance=self.posterior_variance, **kw)
+
+
+@dataclasses.dataclass(frozen=True)
+class DDIM:
+  """The DDIM sampler, `gen_jax.sampling.diffusion.ddim`."""
+
+  eta: float = 0.0
+
+  def __call__(self, denoise_fn, schedule, x_T, rng, **kw) -> sampling.SamplerOutput:
+    return sampling.ddim(denoise_fn, schedule, x_T, rng, eta=self.eta, **kw)
+
+
+# ----------------------------------------------------------------------------------------------
+# The method.
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Diffusion:
+  """A diffusion model on `batch[data_key]`.
+
+  Attributes:
+    network: `apply(variables, x_t, t [batch], labels, train=...) -> [batch, ...]` like x_t.
+    schedule: the noise schedule of training (and sampling).
+    prediction_fn: `(*, prediction, x_t, alpha, sigma) -> (x0_hat, eps_hat)`.
+    loss_fn: `(*, x0_hat, eps_hat, x0, eps, alpha, sigma) -> [batch]`.
+    example_shape: the shape of one example, (h, w, c) or (d,).
+    conditioning: `Unconditional()` or `ClassConditional(...)`.
+    sampler: `DDPM(...)` or `DDIM(...)`, the default of `sample`.
+    sample_steps: the default number of sampler steps.
+    guidance_scale: the default guidance w of a conditional model's samples.
+    clip_x0: clip x0 estimates to [-clip_x0, clip_x0] while sampling (0: none).
+    data_key: the batch entry holding examples.
+    data_scale: examples are divided by it; samples multiplied.
+  """
+
+  network: nn.Module
+  schedule: schedules.Schedule
+  prediction_fn: Callable[..., tuple[Array, Array]]
+  loss_fn: Callable[..., Array]
+  example_shape: tuple[int, ...]
+  conditioning: Unconditional | ClassConditional = Unconditional()
+  sampler: DDPM | DDIM = DDPM()
+  sample_steps: int = 1000
+  guidance_scale: float = 1.0
+  clip_x0: float = 0.0
+  data_key: str = "image"
+  data_scale: float = 1.0
+
+  def __post_init__(self):
+    if not 1 <= self.sample_steps <= self.schedule.num_timesteps:
+      raise ValueError(f"model.sample_steps must be in [1, num_timesteps = "
+                       f"{self.schedule.num_timesteps}], got {self.sample_steps}.")
+
+  @property
+  def players(self) -> tuple[Player, ...]:
+    return (Player(PLAYER, self.loss),)
+
+  def init(self, rng: PRNGKey, batch: Batch) -> Variables:
+    x = self.data(batch)
+    t = jnp.zeros((x.shape[0],), jnp.int32)
+    labels = self.conditioning.eval_labels(batch)
+    return {"params": {PLAYER: self.network.init(rng, x, t, labels)["params"]},
+            "model_state": {}}
+
+  def data(self, batch: Batch) -> Array:
+    """The batch's examples in the model's scale: [batch, ...] float32."""
+    return jnp.asarray(batch[self.data_key], jnp.float32) / self.data_scale
+
+  def denoise(self, params: Params, x_t: Array, t: Array, labels: Array | None, *,
+              train: bool = False, rng: PRNGKey | None = None) -> Array:
+    """The network's prediction [batch, ...] at int timesteps t [batch]."""
+    rngs = {"dropout": rng} if train else {}
+    return self.network.apply({"params": params}, x_t, t, labels, train=train, rngs=rngs)
+
+  def per_example_loss(self, params: Params, x0: Array, labels: Array | None, rng: PRNGKey, *,
+                       train: bool = False) -> tuple[Array, Array]:
+    """(loss_fn [batch], eps_mse [batch]) at random timesteps and noise."""
+    t_rng, eps_rng, dropout_rng = jax.random.split(rng, 3)
+    t = jax.random.randint(t_rng, (x0.shape[0],), 0, self.schedule.num_timesteps)
+    eps = jax.random.normal(eps_rng, x0.shape, x0.dtype)
+    shape = (-1,) + (1,) * (x0.ndim - 1)
+    alpha = self.schedule.alpha(t).reshape(shape)
+    sigma = self.schedule.sigma(t).reshape(shape)
+    x_t = alpha * x0 + sigma * eps
+    prediction = self.denoise(params, x_t, t, labels, train=train, rng=dropout_rng)
+    x0_hat, eps_hat = self.prediction_fn(prediction=prediction, x_t=x_t, alpha=alpha,
+                                         sigma=sigma)
+    args = dict(x0_hat=x0_hat, eps_hat=eps_hat, x0=x0, eps=eps, alpha=alpha, sigma=sigma)
+    return self.loss_fn(**args), denoising.eps_mse(**args)
+
+  def loss(self, params_all, player_params, batch, rng, model_state):
+    del params_all
+    label_rng, loss_rng = jax.random.split(rng)
+    labels = self.conditioning.train_labels(batch, label_rng)
+    loss, eps_mse = self.per_example_loss(player_params, self.data(batch), labels, loss_rng,
+                                          train=True)
+    return jnp.mean(loss), ({"eps_mse": jnp.mean(eps_mse)}, model_state)
+
+  def evaluate(self, variables: Variables, batch: Batch, rng: PRNGKey) -> dict[str, Array]:
+    """Per-example denoising losses [batch] at random timesteps: `loss` (the training loss)
+    and `eps_mse`; a conditional model also reports `uncond_loss` with the null label."""
+    params = variables["params"][PLAYER]
+    x0 = self.data(batch)
+    labels = self.conditioning.eval_labels(batch)
+    loss, eps_mse = self.per_example_loss(params, x0, labels, rng)
+    out = {"loss": loss, "eps_mse": eps_mse}
+    if labels is not None:
+      out["uncond_loss"] = self.per_example_loss(
+          params, x0, self.conditioning.null_labels(x0.shape[0]), rng)[0]
+    return out
+
+  def denoise_fn(self, variables: Variables, labels: Array | None,
+                 guidance_scale: float | None = None) -> sampling.DenoiseFn:
+    """The sampler's `denoise_fn(x_t, t)`: the model with `labels` [n] bound, guided with
+    scale w (0 unconditional, 1 conditional) when the model is conditional."""
+    params = variables["params"][PLAYER]
+    if labels is None:
+      return lambda x, t: self.denoise(params, x, t, None)
+    null = self.conditioning.null_labels(labels.shape[0])
+    return sampling.guided_denoise_fn(
+        lambda x, t: self.denoise(params, x, t, labels),
+        lambda x, t: self.denoise(params, x, t, null),
+        self.guidance_scale if guidance_scale is None else guidance_scale)
+
+  def generate(self, variables: Variables, rng: PRNGKey, num: int, *,
+               labels: Array | None = None, guidance_scale: float | None = None,
+               num_steps: int | None = None, sampler: DDPM | DDIM | None = None,
+               return_trajectory: bool = False) -> sampling.SamplerOutput:
+    """Runs the sampler for `num` examples; all in the model's scale (see `sample`).
+
+    Args:
+      labels: [num] classes of a conditional model (default: equal blocks of each class).
+      guidance_scale: w; default the method's.
+      num_steps: sampler steps; default the method's `sample_steps`.
+      sampler: `DDPM(...)` or `DDIM(...)`; default the method's.
+      return_trajectory: keep the states and x0 estimates of every step.
+    """
+    if labels is None:
+      labels = self.conditioning.sample_labels(num)
+    noise_rng, sampler_rng = jax.random.split(rng)
+    x_T = jax.random.normal(noise_rng, (num, *self.example_shape), jnp.float32)
+    return (sampler or self.sampler)(
+        self.denoise_fn(variables, labels, guidance_scale), self.schedule, x_T, sampler_rng,
+        num_steps=num_steps or self.sample_steps, prediction_fn=self.prediction_fn,
+        clip_x0=self.clip_x0, return_trajectory=return_trajectory)
+
+  def sample(self, variables: Variables, rng: PRNGKey, num: int, **kw) -> dict[str, Array]:
+    """`samples`: [num, h, w, c] images in [-1, 1] or points [num, d], from the default
+    sampler; keywords as `generate`. A conditional model's samples come in class blocks."""
+    out = self.generate(variables, rng, num, **kw)
+    return {"samples": out.samples * self.data_scale}
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures' arrays: a per-class grid and a denoising trajectory.
+# ----------------------------------------------------------------------------------------------
+
+
+def class_grid(method: Diffusion, variables: Variables, rng: PRNGKey, per_class: int, **kw
+               ) -> Array:
+  """`per_class` samples of each class, [num_classes * per_class, ...], class c in row c of a
+  grid with `per_class` columns (a conditional model only)."""
+  num_classes = method.conditioning.num_classes
+  labels = jnp.repeat(jnp.arange(num_classes, dtype=jnp.int32), per_class)
+  return method.generate(variables, rng, num_classes * per_class, labels=labels,
+                         **kw).samples * method.data_scale
+
+
+def trajectory(method: Diffusion, variables: Variables, rng: PRNGKey, num: int, frames: int,
+               **kw) -> tuple[Array, np.ndarray]:
+  """The states x_t of `num` samples at `frames` evenly spaced steps, noise first and the final
+  samples last: ([frames, num, ...] in the data's scale, [frames] the timesteps shown, -1 for
+  the final samples)."""
+  out = method.generate(variables, rng, num, return_trajectory=True, **kw)
+  states = jnp.concatenate([out.trajectory[:-1], out.samples[None]], axis=0)  # [steps + 1, ...]
+  steps = states.shape[0] - 1
+  index = np.round(np.linspace(0, steps, frames)).astype(np.int32)
+  timesteps = np.concatenate([np.asarray(out.timesteps), [-1]])[index]
+  return states[index] * method.data_scale, timesteps
+
+
+# ----------------------------------------------------------------------------------------------
+# Building from a config: `{name}_network`, `{name}_sampler` in this module; the schedule,
+# prediction and loss by name in their modules.
+# ----------------------------------------------------------------------------------------------
+
+
+def unet_network(m: ml_collections.ConfigDict, num_classes: int | None) -> nn.Module:
+  return unet.UNet(widths=tuple(m.widths), blocks_per_level=m.blocks_per_level,
+                   emb_features=m.emb_features, num_classes=num_classes, dropout=m.dropout)
+
+
+def mlp_network(m: ml_collections.ConfigDict, num_classes: int | None) -> nn.Module:
+  return unet.MLPDenoiser(features=tuple(m.features), emb_features=m.emb_features,
+                          num_classes=num_classes, activation=m.activation)
+
+
+def ddpm_sampler(m: ml_collections.ConfigDict) -> DDPM:
+  return DDPM(posterior_variance=m.posterior_variance)
+
+
+def ddim_sampler(m: ml_collections.ConfigDict) -> DDIM:
+  return DDIM(eta=m.eta)
+
+
+def _conditioning(m: ml_collections.ConfigDict) -> Unconditional | ClassConditional:
+  if not m.label_key:
+    return Unconditional()
+  if m.num_classes < 1:
+    raise ValueError(f"model.label_key={m.label_key!r} makes the model class-conditional: set "
+                     "model.num_classes to the number of labels (10 for digits).")
+  if not 0.0 <= m.label_dropout < 1.0:
+    raise ValueError(f"model.label_dropout must be in [0, 1), got {m.label_dropout}.")
+  return ClassConditional(num_classes=m.num_classes, key=m.label_key, drop_prob=m.label_dropout)
+
+
+def _example_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  if config.model.image_shape:
+    return tuple(config.model.image_shape)
+  from gen_jax import data  # pylint: disable=import-outside-toplevel
+  info = data.info(config.data.name, config.data.data_dir or None)
+  return tuple(info.element_spec[config.model.data_key].shape)
+
+
+def from_config(config: ml_collections.ConfigDict) -> Diffusion:
+  m = config.model
+  this = sys.modules[__name__]
+  conditioning = _conditioning(m)
+  num_classes = conditioning.num_classes if m.label_key else None
+  network = names.function(this, f"{m.network}_network", what="model.network + '_network'")(
+      m, num_classes)
+  schedule_fn = names.function(schedules, m.schedule, what="model.schedule")
+  if m.schedule not in ("linear", "cosine"):
+    raise names.UnknownNameError(f"model.schedule {m.schedule!r} is not a discrete schedule "
+                                 "factory: use 'linear' or 'cosine'.")
+  if not math.isfinite(m.data_scale) or m.data_scale <= 0:
+    raise ValueError(f"model.data_scale must be positive, got {m.data_scale}.")
+  return Diffusion(
+      network=network,
+      schedule=schedule_fn(m.num_timesteps),
+      prediction_fn=names.function(denoising, f"{m.prediction}_prediction",
+                                   what="model.prediction + '_prediction'"),
+      loss_fn=names.function(denoising, f"{m.loss}_mse", what="model.loss + '_mse'"),
+      example_shape=_example_shape(config),
+      conditioning=conditioning,
+      sampler=names.function(this, f"{m.sampler}_sampler", what="model.sampler + '_sampler'")(m),
+      sample_steps=m.sample_steps,
+      guidance_scale=m.guidance_scale,
+      clip_x0=m.clip_x0,
+      data_key=m.data_key,
+      data_scale=m.data_scale)
