@@ -8,6 +8,7 @@ puts this folder on the path, so they `import common`.
 
 import dataclasses
 import importlib.util
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,15 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg)
+
+
+class Rows(list):
+  """A benchmark's results: `emit(row)` keeps the row and prints it as one JSON line."""
+
+  def emit(self, row: dict) -> dict:
+    self.append(row)
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def train(spec: str, workdir: Path, overrides: dict | None = None

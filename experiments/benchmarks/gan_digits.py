@@ -23,7 +23,6 @@ interpolation grids (one path per row).
 """
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -73,11 +72,8 @@ def main(argv=None) -> list[dict]:
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   start = time.perf_counter()
-  rows = []
-
-  def emit(row):
-    rows.append(row)
-    print(json.dumps(row), flush=True)
+  rows = common.Rows()
+  emit = rows.emit
 
   reference = common.digits_reference(out / "classifier")
   emit({"model": "classifier", "test_accuracy": round(reference.test_accuracy, 4),

@@ -45,9 +45,11 @@ NUM_EVAL_SAMPLES = 2_500
 QUICK_FRACTION = 4  # --quick trains a quarter of the config's steps
 
 
-def get_config(problem: str, setting: str, seed: int, quick: bool):
+def get_config(problem: str, setting: str, seed: int, quick: bool, steps: int = 0):
   config = common.load_config(f"gan_{problem}" + ("" if setting == "default" else f":{setting}"))
   config.seed = seed
+  if steps:
+    config.train.num_steps = steps
   if quick:
     config.train.num_steps //= QUICK_FRACTION
   steps = config.train.num_steps
@@ -65,8 +67,8 @@ def score(method, variables, problem: str, rng) -> dict[str, float]:
           "reverse_kl": m.reverse_kl}
 
 
-def run_one(problem: str, setting: str, seed: int, quick: bool) -> dict:
-  config = get_config(problem, setting, seed, quick)
+def run_one(problem: str, setting: str, seed: int, quick: bool, steps: int = 0) -> dict:
+  config = get_config(problem, setting, seed, quick, steps)
   with tempfile.TemporaryDirectory() as workdir:
     tic = time.perf_counter()
     result = train_and_evaluate(config, workdir)
@@ -144,6 +146,7 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--seeds", type=int, default=10, help="seeds 0 .. N-1 per setting")
   parser.add_argument("--quick", action="store_true", help=f"1/{QUICK_FRACTION} of the steps")
+  parser.add_argument("--steps", type=int, default=0, help="override the configs' num_steps")
   parser.add_argument("--problems", default="ring8,grid25")
   parser.add_argument("--settings", default="default,collapse")
   parser.add_argument("--table", type=Path, default=None, help="also write the table here")
@@ -163,7 +166,7 @@ def main(argv=None) -> None:
   for problem in args.problems.split(","):
     for setting in args.settings.split(","):
       for seed in range(args.seeds):
-        row = run_one(problem, setting, seed, args.quick)
+        row = run_one(problem, setting, seed, args.quick, args.steps)
         rows.append(row)
         print(json.dumps(row), flush=True)
       if args.frames is not None:

@@ -24,7 +24,6 @@ It prints one JSON line per result and a Markdown table, and writes the sample g
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -116,11 +115,8 @@ def main(argv=None) -> list[dict]:
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   start = time.perf_counter()
-  rows = []
-
-  def emit(row):
-    rows.append(row)
-    print(json.dumps(row), flush=True)
+  rows = common.Rows()
+  emit = rows.emit
 
   info = data_lib.info("digits")
   levels = info.num_levels
