@@ -85,10 +85,14 @@ def batch_positions(plan: Plan, step: int) -> Positions:
   position = np.where(valid, position, 0)
   index = position
   if plan.shuffle:
-    index = np.empty_like(position)
-    for e in np.unique(epoch):
-      rows = epoch == e
-      index[rows] = permutation(plan.seed, int(e), plan.num_examples)[position[rows]]
+    first, last = int(epoch[0]), int(epoch[-1])  # the stream's epochs never decrease
+    if first == last:  # the common case: the batch lies within one epoch
+      index = permutation(plan.seed, first, plan.num_examples)[position]
+    else:
+      index = np.empty_like(position)
+      for e in range(first, last + 1):
+        rows = epoch == e
+        index[rows] = permutation(plan.seed, e, plan.num_examples)[position[rows]]
   return Positions(epoch=epoch, index=np.where(valid, index, 0), valid=valid)
 
 

@@ -457,8 +457,8 @@ def _postprocess(batch: Batch, step: int, *, valid: np.ndarray | None,
                  dataset_info: DatasetInfo) -> Batch:
   """Applies the preprocessing (one generator per step and function) and adds `valid`."""
   for i, fn in enumerate(fns):
-    rng = np.random.default_rng(
-        [seed, indexing.PREPROCESS_STREAM, process_index, step, i])
+    rng = (None if fn.__name__ in preprocess_lib.DETERMINISTIC else
+           np.random.default_rng([seed, indexing.PREPROCESS_STREAM, process_index, step, i]))
     batch = fn(batch, rng=rng, info=dataset_info)
   if valid is not None:
     batch["valid"] = valid

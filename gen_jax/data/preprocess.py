@@ -3,7 +3,9 @@
 Each function is pure NumPy: `fn(batch, *, rng, info) -> batch`, where `batch` maps keys to
 arrays with a leading batch axis, `rng` is a `np.random.Generator` fixed by (seed, process, step,
 position in the list) and `info` is the dataset's `DatasetInfo` (`num_levels`, `num_classes`).
-A new preprocessing step is one function here, listed in `__all__`.
+A new preprocessing step is one function here, listed in `__all__`; one that draws no random
+numbers is also listed in `DETERMINISTIC` and gets `rng=None` (making a generator costs about
+15 us, 5% of a tiny model's train step).
 
 Images are stored as integer grey levels `0..K-1` (`K = info.num_levels`: 17 for digits, 256
 for 8-bit images). `scale_to_unit` maps level `k` to `2k / (K - 1) - 1`, the convention of DDPM,
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["scale_to_unit", "dequantize", "one_hot_labels"]
+DETERMINISTIC = frozenset({"scale_to_unit", "one_hot_labels"})
 
 Batch = dict[str, np.ndarray]
 
@@ -35,7 +38,7 @@ def _num_levels(info: Any, name: str) -> int:
   return info.num_levels
 
 
-def scale_to_unit(batch: Batch, *, rng: np.random.Generator, info: Any) -> Batch:
+def scale_to_unit(batch: Batch, *, rng: None, info: Any) -> Batch:
   """Integer images [batch, h, w, c] to float32 in [-1, 1]: level `k` of `K` to `2k/(K-1) - 1`."""
   del rng  # Deterministic.
   image = _image(batch, "scale_to_unit")
@@ -58,7 +61,7 @@ def dequantize(batch: Batch, *, rng: np.random.Generator, info: Any) -> Batch:
   return {**batch, "image": image + noise}
 
 
-def one_hot_labels(batch: Batch, *, rng: np.random.Generator, info: Any) -> Batch:
+def one_hot_labels(batch: Batch, *, rng: None, info: Any) -> Batch:
   """Integer `label` [batch] to float32 one-hot [batch, num_classes]."""
   del rng  # Deterministic.
   if "label" not in batch:
