@@ -157,12 +157,16 @@ def class_feature_spread(reference, images: np.ndarray, labels: np.ndarray) -> f
                         for c in np.unique(labels)]))
 
 
-def run_digits(args, out: Path, emit, reference) -> dict:
-  n = args.digits_samples
+def train_digits(spec: str, args, workdir: Path):
   overrides = {"train.progress_bar": False, "train.async_checkpoints": False}
   if args.digits_steps:
     overrides["train.num_steps"] = args.digits_steps
-  method, result, seconds = common.train("ddpm_digits", out / "digits", overrides)
+  return common.train(spec, workdir, overrides)
+
+
+def run_digits(args, out: Path, emit, reference) -> dict:
+  n = args.digits_samples
+  method, result, seconds = train_digits("ddpm_digits", args, out / "digits")
   variables = result.state.variables()
   emit({"part": "digits", "setting": "train", "train_steps": int(result.state.step),
         "train_s": round(seconds, 1), "test_loss": result.eval_metrics.get("loss")})
@@ -195,10 +199,7 @@ def run_digits(args, out: Path, emit, reference) -> dict:
 
 def run_guidance(args, out: Path, emit, reference) -> None:
   n = args.digits_samples
-  overrides = {"train.progress_bar": False, "train.async_checkpoints": False}
-  if args.digits_steps:
-    overrides["train.num_steps"] = args.digits_steps
-  method, result, seconds = common.train("ddpm_digits_cond", out / "digits_cond", overrides)
+  method, result, seconds = train_digits("ddpm_digits_cond", args, out / "digits_cond")
   variables = result.state.variables()
   emit({"part": "guidance", "setting": "train", "train_steps": int(result.state.step),
         "train_s": round(seconds, 1), "test_loss": result.eval_metrics.get("loss"),
