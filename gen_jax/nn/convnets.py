@@ -40,19 +40,19 @@ class Classifier(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 
-def transpose_upsample(x: Array, features: int) -> Array:
+def transpose_upsample(x: Array, features: int, name: str | None = None) -> Array:
   """Doubles the resolution with a 4x4 transposed convolution of stride 2 (DCGAN's choice)."""
-  return nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")(x)
+  return nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME", name=name)(x)
 
 
-def resize_upsample(x: Array, features: int) -> Array:
+def resize_upsample(x: Array, features: int, name: str | None = None) -> Array:
   """Doubles the resolution by nearest-neighbour repetition, then a 3x3 convolution (Odena et
   al. 2016, "Deconvolution and Checkerboard Artifacts"): the same output shape as
   `transpose_upsample`, no checkerboard pattern, and faster under XLA:CPU (see
   experiments/benchmarks/gan_step.py)."""
   batch, h, w, c = x.shape
   x = jnp.broadcast_to(x[:, :, None, :, None, :], (batch, h, 2, w, 2, c))
-  return nn.Conv(features, (3, 3))(x.reshape(batch, 2 * h, 2 * w, c))
+  return nn.Conv(features, (3, 3), name=name)(x.reshape(batch, 2 * h, 2 * w, c))
 
 
 def _check_labels(name: str, num_classes: int | None, labels: Array | None, batch: int) -> None:
