@@ -114,24 +114,32 @@ def digits_reference(workdir: Path) -> DigitsReference:
       floor=frechet_distance(features(train_images), test_features), train_s=seconds)
 
 
-def compiled_train_step(config: ml_collections.ConfigDict):
+def compiled_train_step(config: ml_collections.ConfigDict, steps_per_call: int = 0):
   """The train step of `config` jitted as the loop jits it (sharded, state donated), compiled by
   one call on the config's first training batch, already on the devices. Returns
-  `(step_fn, state, batch)`: `state, metrics = step_fn(state, batch)` is one step."""
+  `(step_fn, state, batch)`: `state, metrics = step_fn(state, batch)` is one step; with
+  `steps_per_call=k`, `batch` is the first k batches stacked and one call runs k steps (the
+  loop's `lax.scan`)."""
   config = config_lib.resolve(config)
   method = loop.build_method(config)
   names = tuple(p.name for p in method.players)
   optimizers = optimizers_lib.make_optimizers(config.optim, names, config.train.num_steps)
   mesh = parallel.make_mesh()
   replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  batch = next(loop.load_data(config, config.data.train_split, train=True))
+  data = loop.load_data(config, config.data.train_split, train=True)
+  batch = next(data)
   ema = config.train.ema_decay
   state = jax.jit(lambda rng, b: step_lib.init_state(method, optimizers, rng, b, ema_decay=ema),
                   out_shardings=replicated)(jax.random.PRNGKey(0), batch)
+  step = step_lib.make_train_step(method, optimizers, ema_decay=ema)
+  if steps_per_call:
+    data.set_state({**data.get_state(), "step": 0})
+    batch = data.next_batches(steps_per_call)
+    step = step_lib.scan_steps(step)
+    batch_sharding = parallel.stacked_batch_sharding(mesh)
   device_batch = jax.device_put(batch, batch_sharding)
-  fn = jax.jit(step_lib.make_train_step(method, optimizers, ema_decay=ema),
-               in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
-               donate_argnums=0)
+  fn = jax.jit(step, in_shardings=(replicated, batch_sharding),
+               out_shardings=(replicated, replicated), donate_argnums=0)
   state, metrics = fn(state, device_batch)  # compiles; the donated state is replaced
   jax.block_until_ready(metrics)
   return fn, state, device_batch

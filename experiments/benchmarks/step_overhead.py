@@ -1,15 +1,18 @@
 """The training loop's overhead per step, as a fraction of the bare jitted step's time.
 
     python experiments/benchmarks/step_overhead.py [--config classifier_digits:tiny] [--steps 1200]
-        [--checkpoint_every 500] [--rounds 3]
+        [--checkpoint_every 500] [--rounds 3] [--steps_per_call 1 10]
 
 The loop's time per step includes everything a real run does each step (fetching the next batch
 from the data pipeline, putting it on the devices, reading the previous step's metrics and
 checking them, the progress bar, JSON/TensorBoard logging and checkpointing at their cadence).
 It is read from the loop's own `steps_per_sec` log rows: the mean over a run after its first
 interval (which includes compilation), then the median over rounds. The bare step is the same
-jitted function called back to back on one batch already on the device, measured in the same
-process after the loop runs.
+jitted function called back to back on batches already on the device, measured in the same
+process after the loop runs: with `train.steps_per_call = k`, the loop's `lax.scan` of k steps
+over k stacked batches, per step. Each row compares the loop with its own bare function
+(the loop's overhead) and with the bare single step, the plain jitted step without a scan
+(what steps per call gain a user).
 """
 
 import argparse
@@ -36,52 +39,68 @@ def loop_step_time(config, workdir: str) -> float:
   return statistics.mean(1.0 / r for r in rates)
 
 
-def bare_step_times(config, repeats: int, steps: int) -> list[float]:
+def bare_step_times(config, repeats: int, steps: int, steps_per_call: int) -> list[float]:
   # Jitted as the loop jits it, so that the comparison is like for like.
-  fn, state, device_batch = compiled_train_step(config)
+  fn, state, device_batch = compiled_train_step(config, steps_per_call)
+  per_call = max(steps_per_call, 1)
+  calls = max(1, steps // per_call)
   times = []
   for _ in range(repeats):
     tic = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(calls):
       state, metrics = fn(state, device_batch)
     jax.block_until_ready((state, metrics))
-    times.append((time.perf_counter() - tic) / steps)
+    times.append((time.perf_counter() - tic) / (calls * per_call))
   return times
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", default="classifier_digits:tiny")
   parser.add_argument("--steps", type=int, default=1200)
   parser.add_argument("--log_every", type=int, default=100)
   parser.add_argument("--checkpoint_every", type=int, default=500)
   parser.add_argument("--rounds", type=int, default=3, help="loop runs; the median is reported")
+  parser.add_argument("--steps_per_call", type=int, nargs="+", default=[1, 10],
+                      help="train.steps_per_call values, measured one after another")
   args = parser.parse_args(argv)
 
-  times = []
-  for _ in range(args.rounds):
-    config = load_config(args.config)
-    config.train.update(num_steps=args.steps, log_every=args.log_every,
-                        checkpoint_every=args.checkpoint_every, eval_every=0, sample_every=0,
-                        progress_bar=True)
-    config.data.eval_split = ""
-    with tempfile.TemporaryDirectory() as workdir:
-      times.append(loop_step_time(config, workdir))
-  bare_ms = statistics.median(bare_step_times(load_config(args.config), repeats=7,
-                                              steps=args.log_every)) * 1e3
-  loop_ms = statistics.median(times) * 1e3
-  result = {"config": args.config, "devices": jax.device_count(),
-            "backend": jax.default_backend(), "loop_ms_per_step": round(loop_ms, 4),
-            "bare_ms_per_step": round(bare_ms, 4),
-            "overhead_fraction": round(loop_ms / bare_ms - 1.0, 4),
-            "log_every": args.log_every, "checkpoint_every": args.checkpoint_every,
-            "rounds": args.rounds}
-  print(json.dumps(result))
-  print("\n| config | bare step (ms) | loop step (ms) | overhead | checkpoint every |")
-  print("|---|---|---|---|---|")
-  print(f"| {args.config} | {bare_ms:.3f} | {loop_ms:.3f} | "
-        f"{100 * result['overhead_fraction']:.1f}% | {args.checkpoint_every} |")
-  return result
+  results = []
+  bare_one = None
+  for k in args.steps_per_call:
+    times = []
+    for _ in range(args.rounds):
+      config = load_config(args.config)
+      config.train.update(num_steps=args.steps, log_every=args.log_every,
+                          checkpoint_every=args.checkpoint_every, eval_every=0, sample_every=0,
+                          progress_bar=True, steps_per_call=k)
+      config.data.eval_split = ""
+      with tempfile.TemporaryDirectory() as workdir:
+        times.append(loop_step_time(config, workdir))
+    bare_ms = statistics.median(bare_step_times(load_config(args.config), repeats=7,
+                                                steps=args.log_every, steps_per_call=k)) * 1e3
+    if bare_one is None:  # the plain jitted step, no scan
+      bare_one = statistics.median(bare_step_times(
+          load_config(args.config), repeats=7, steps=args.log_every, steps_per_call=0)) * 1e3
+    loop_ms = statistics.median(times) * 1e3
+    result = {"config": args.config, "devices": jax.device_count(),
+              "backend": jax.default_backend(), "steps_per_call": k,
+              "loop_ms_per_step": round(loop_ms, 4), "bare_ms_per_step": round(bare_ms, 4),
+              "overhead_fraction": round(loop_ms / bare_ms - 1.0, 4),
+              "bare_single_step_ms": round(bare_one, 4),
+              "vs_single_step": round(loop_ms / bare_one - 1.0, 4),
+              "log_every": args.log_every, "checkpoint_every": args.checkpoint_every,
+              "rounds": args.rounds}
+    print(json.dumps(result), flush=True)
+    results.append(result)
+  print("\n| config | steps per call | bare (ms/step) | loop (ms/step) | overhead | "
+        "vs bare single step |")
+  print("|---|---|---|---|---|---|")
+  for r in results:
+    print(f"| {r['config']} | {r['steps_per_call']} | {r['bare_ms_per_step']:.3f} | "
+          f"{r['loop_ms_per_step']:.3f} | {100 * r['overhead_fraction']:.1f}% | "
+          f"{100 * r['vs_single_step']:+.1f}% |")
+  return results
 
 
 if __name__ == "__main__":

@@ -74,9 +74,10 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
   return order
 
 
-def batch_positions(plan: Plan, step: int) -> Positions:
-  """The epoch, example index and validity of every row of batch `step` of this process."""
-  stream = step * plan.batch_size + np.arange(plan.batch_size, dtype=np.int64)
+def batch_positions(plan: Plan, step: int, count: int = 1) -> Positions:
+  """The epoch, example index and validity of every row of batches `step .. step + count - 1`
+  of this process, concatenated ([count * batch_size] rows)."""
+  stream = step * plan.batch_size + np.arange(count * plan.batch_size, dtype=np.int64)
   epoch, within = np.divmod(stream, plan.shard_size)
   position = plan.process_index + plan.process_count * within
   valid = position < plan.num_examples

@@ -100,11 +100,13 @@ class DataIterator:
   """
 
   def __init__(self, dataset: grain.MapDataset, info: DatasetInfo, num_batches: int | None,
-               fingerprint: Mapping[str, Any]):
+               fingerprint: Mapping[str, Any],
+               read_batches: Callable[[int, int], Batch] | None = None):
     self.dataset = dataset
     self.info = info
     self._num_batches = num_batches
     self._fingerprint = dict(fingerprint)
+    self._read_batches = read_batches or self._stack_batches
     self._step = 0
 
   @property
@@ -121,6 +123,21 @@ class DataIterator:
     batch = self.dataset[self._step]
     self._step += 1
     return batch
+
+  def next_batches(self, n: int) -> Batch:
+    """The next `n` batches stacked on a new leading axis ([n, batch, ...]): the same arrays as
+    `n` calls of `next`, read in one vectorised pass where the pipeline allows it."""
+    if n < 1:
+      raise ValueError(f"next_batches reads at least one batch (got n={n}).")
+    if self._num_batches is not None and self._step + n > self._num_batches:
+      raise StopIteration
+    batches = self._read_batches(self._step, n)
+    self._step += n
+    return batches
+
+  def _stack_batches(self, start: int, n: int) -> Batch:
+    return jax.tree_util.tree_map(lambda *xs: np.stack(xs),
+                                  *[self.dataset[s] for s in range(start, start + n)])
 
   def get_state(self) -> dict[str, Any]:
     return {"step": self._step, **self._fingerprint}
@@ -555,25 +572,42 @@ def load(name: str, split: str, batch_size: int, seed: int, *, shuffle: bool = T
                    num_epochs=num_epochs, drop_remainder=drop_remainder,
                    process_index=process_index, process_count=process_count)
   if fresh:
-    dataset_info, read_step, num_batches = _fresh_reader(name, split, num_epochs, seq_len,
+    dataset_info, read_steps, num_batches = _fresh_reader(name, split, num_epochs, seq_len,
                                                          plan_args)
   else:
-    dataset_info, read_step, num_batches = _file_reader(
+    dataset_info, read_steps, num_batches = _file_reader(
         name, split, resolve_data_dir(data_dir), seq_len, in_memory, plan_args)
 
+  postprocess = functools.partial(_postprocess, fns=fns, seed=seed, process_index=process_index,
+                                  dataset_info=dataset_info)
+
   def make_batch(step: int) -> Batch:
-    batch, valid = read_step(step)
-    return _postprocess(batch, step, valid=None if drop_remainder else valid, fns=fns,
-                        seed=seed, process_index=process_index, dataset_info=dataset_info)
+    batch, valid = read_steps(step, 1)
+    return postprocess(batch, step, valid=None if drop_remainder else valid)
+
+  def make_batches(start: int, n: int) -> Batch:
+    """Batches start..start+n-1 as [n, b, ...], read as one [n * b] batch."""
+    batch, valid = read_steps(start, n)
+    split = lambda tree: jax.tree_util.tree_map(
+        lambda a: a.reshape((n, a.shape[0] // n, *a.shape[1:])), tree)
+    if all(fn.__name__ in preprocess_lib.DETERMINISTIC for fn in fns):  # row by row: one call
+      return split(postprocess(batch, start, valid=None if drop_remainder else valid))
+    rows, valid = split(batch), valid.reshape(n, -1)
+    return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *[
+        postprocess(jax.tree_util.tree_map(lambda a, i=i: a[i], rows), start + i,
+                    valid=None if drop_remainder else valid[i]) for i in range(n)])
 
   fingerprint = dict(
       name=name, split=split, batch_size=batch_size, seed=seed, shuffle=shuffle,
       num_epochs=num_epochs, drop_remainder=drop_remainder, seq_len=seq_len, fresh=fresh,
       preprocess=list(preprocess), process_count=process_count)
-  return DataIterator(_batches(make_batch, num_batches), dataset_info, num_batches, fingerprint)
+  return DataIterator(_batches(make_batch, num_batches), dataset_info, num_batches, fingerprint,
+                      make_batches)
 
 
-StepReader = Callable[[int], tuple[Batch, np.ndarray]]  # step -> (batch, valid [batch] bool)
+# (start, n) -> the rows of batches start..start+n-1 before preprocessing, concatenated
+# ([n * batch]), and whether each row is real (valid [n * batch] bool).
+StepReader = Callable[[int, int], tuple[Batch, np.ndarray]]
 
 
 def _fresh_reader(name: str, split: str, num_epochs: int | None, seq_len: int | None,
@@ -593,9 +627,11 @@ def _fresh_reader(name: str, split: str, num_epochs: int | None, seq_len: int | 
       split_index=splits.index(split), process_index=plan_args["process_index"],
       batch_size=batch_size)
 
-  def read_step(step: int) -> tuple[Batch, np.ndarray]:
-    return sample(step), np.ones(batch_size, bool)
-  return dataset_info, read_step, None
+  def read_steps(start: int, n: int) -> tuple[Batch, np.ndarray]:
+    batches = [sample(step) for step in range(start, start + n)]
+    return ({k: np.concatenate([b[k] for b in batches]) for k in batches[0]},
+            np.ones(n * batch_size, bool))
+  return dataset_info, read_steps, None
 
 
 def _file_reader(name: str, split: str, root: str, seq_len: int | None,
@@ -634,10 +670,10 @@ def _file_reader(name: str, split: str, root: str, seq_len: int | None,
                      f"{plan.process_count} processes and batches of {plan.batch_size} each; "
                      "pass drop_remainder=False or a smaller batch.")
 
-  def read_step(step: int) -> tuple[Batch, np.ndarray]:
-    positions = indexing.batch_positions(plan, step)
+  def read_steps(start: int, n: int) -> tuple[Batch, np.ndarray]:
+    positions = indexing.batch_positions(plan, start, n)
     return read(positions), positions.valid
-  return dataset_info, read_step, plan.num_batches
+  return dataset_info, read_steps, plan.num_batches
 
 
 def _warn_if_other_python(dataset_info: DatasetInfo) -> None:

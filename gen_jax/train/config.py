@@ -53,6 +53,10 @@ def defaults(method: str = "") -> ml_collections.ConfigDict:
       sample_every=0,  # 0: sample at the end only
       num_samples=64,
       checkpoint_every=500,
+      # Train steps per device call (a lax.scan over that many batches): amortises the host's
+      # per-step work (dispatch, batch transfer) when a step takes well under a millisecond.
+      # Results are the same; checkpoints, evaluation and samples still land on their steps.
+      steps_per_call=1,
       max_to_keep=3,
       async_checkpoints=True,
       ema_decay=0.0,  # 0 disables the EMA of parameters
@@ -115,6 +119,12 @@ def resolve(user: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.optim[player] = overrides
   if not config.data.name:
     raise ConfigError("config.data.name is empty: name a dataset of gen_jax.data.")
+  for key, least in (("num_steps", 1), ("log_every", 1), ("checkpoint_every", 1),
+                     ("steps_per_call", 1), ("eval_every", 0), ("sample_every", 0)):
+    value = config.train[key]
+    if not isinstance(value, int) or value < least:
+      raise ConfigError(f"config.train.{key} must be an integer of at least {least} "
+                        f"(got {value!r}).")
   return config
 
 

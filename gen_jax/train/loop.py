@@ -168,6 +168,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   mesh = parallel.make_mesh()
   state_sharding = parallel.replicated(mesh)
   batch_sharding = parallel.batch_sharding(mesh)
+  stacked_sharding = parallel.stacked_batch_sharding(mesh)
   train_data = load_data(config, config.data.train_split, train=True)
   example = _first_batch(train_data)
   rng = jax.random.PRNGKey(config.seed)
@@ -187,19 +188,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
   traces = 0
   metric_names: tuple[str, ...] = ()
-  train_step = step_lib.make_train_step(method, optimizers, ema_decay=cfg_train.ema_decay)
+  train_steps = step_lib.scan_steps(
+      step_lib.make_train_step(method, optimizers, ema_decay=cfg_train.ema_decay))
 
-  def counted_step(state, batch):
-    # Runs at trace time only. The metrics leave the device as one float32 vector per step:
-    # reading each scalar separately cost ~15 us per metric and step on the host.
+  def counted_steps(state, batches):
+    # Runs at trace time only (once per distinct number of steps per call). The metrics leave
+    # the device as one float32 [steps, metrics] array per call: reading each scalar separately
+    # cost ~15 us per metric and step on the host.
     nonlocal traces, metric_names
     traces += 1
-    state, metrics = train_step(state, batch)
+    state, metrics = train_steps(state, batches)
     metric_names = tuple(metrics)
-    return state, jnp.stack([jnp.asarray(v, jnp.float32).reshape(()) for v in metrics.values()])
+    return state, jnp.stack([jnp.asarray(v, jnp.float32) for v in metrics.values()], axis=1)
 
-  p_train_step = jax.jit(counted_step, in_shardings=(state_sharding, batch_sharding),
-                         out_shardings=(state_sharding, state_sharding), donate_argnums=0)
+  p_train_steps = jax.jit(
+      counted_steps, in_shardings=(state_sharding, stacked_sharding),
+      out_shardings=(state_sharding, state_sharding), donate_argnums=0)
   p_eval_step = jax.jit(step_lib.make_eval_step(method),
                         in_shardings=(state_sharding, batch_sharding, state_sharding),
                         out_shardings=state_sharding)
@@ -238,10 +242,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     out = p_sample(state.variables(), jax.random.fold_in(sample_rng, step))
     return writer.write_samples(step, jax.device_get(out))
 
-  # Steps dispatched but whose metrics the host has not read yet. They are read in one transfer
-  # per logging interval, one step behind the newest (so the host never waits for the device),
+  # Calls dispatched but whose metrics the host has not read yet. They are read in one transfer
+  # per logging interval, one call behind the newest (so the host never waits for the device),
   # and all of them before a checkpoint is written.
-  pending: list[tuple[int, Any]] = []
+  pending: list[tuple[int, Any]] = []  # (first step of the call, metrics [steps, metrics])
   start = int(jax.device_get(state.step))
   tic, tic_step = time.perf_counter(), start
 
@@ -249,29 +253,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     nonlocal tic, tic_step
     ready = pending[:-1] if keep_newest else pending[:]
     del pending[:len(ready)]
-    for (step, _), values in zip(ready, jax.device_get([m for _, m in ready])):
-      averager.add(step, dict(zip(metric_names, values)), last_checkpoint())
-      done = step + 1
-      if done % cfg_train.log_every == 0 or done == num_steps:
-        means = averager.pop()
-        now = time.perf_counter()
-        means["steps_per_sec"] = (done - tic_step) / max(now - tic, 1e-9)
-        tic, tic_step = now, done
-        writer.write(done, "train", means)
-        bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]}, refresh=False)
+    for (first, _), rows in zip(ready, jax.device_get([m for _, m in ready])):
+      for step, values in enumerate(rows, first):
+        averager.add(step, dict(zip(metric_names, values)), last_checkpoint())
+        done = step + 1
+        if done % cfg_train.log_every == 0 or done == num_steps:
+          means = averager.pop()
+          now = time.perf_counter()
+          means["steps_per_sec"] = (done - tic_step) / max(now - tic, 1e-9)
+          tic, tic_step = now, done
+          writer.write(done, "train", means)
+          bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]}, refresh=False)
+
+  # A call runs `steps_per_call` steps, fewer when a checkpoint, evaluation, sample or the end
+  # comes sooner, so that each happens on its exact step (a shorter call compiles once more).
+  cadences = [cfg_train.checkpoint_every]
+  if config.data.eval_split and cfg_train.eval_every:
+    cadences.append(cfg_train.eval_every)
+  if p_sample is not None and cfg_train.sample_every:
+    cadences.append(cfg_train.sample_every)
+
+  def steps_in_call(step: int) -> int:
+    return min([cfg_train.steps_per_call, num_steps - step]
+               + [c - step % c for c in cadences])
 
   try:
     with preemption.installed(), tqdm(total=num_steps, initial=start, unit="step",
                                       disable=not cfg_train.progress_bar, smoothing=0.1) as bar:
-      for step in range(start, num_steps):
-        # A background thread reading batches ahead measured no faster on 2 cores: the batch
-        # is read here, while the device still runs the previous step.
-        batch = parallel.put_batch(next(train_data), mesh)
-        state, metrics = p_train_step(state, batch)
+      step = start
+      while step < num_steps:
+        # A background thread reading batches ahead measured no faster on 2 cores: the batches
+        # are read here, while the device still runs the previous call.
+        n = steps_in_call(step)
+        batches = parallel.put_batch(train_data.next_batches(n), mesh, stacked_sharding)
+        state, metrics = p_train_steps(state, batches)
         pending.append((step, metrics))
-        done = step + 1
+        step = done = step + n
         final = done == num_steps
-        if len(pending) > cfg_train.log_every:
+        if (len(pending) - 1) * cfg_train.steps_per_call >= cfg_train.log_every:
           drain(keep_newest=True)
         if final or preemption.requested or done % cfg_train.checkpoint_every == 0:
           drain(keep_newest=False)  # a state is saved only once its metrics were seen finite
@@ -283,7 +302,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         if p_sample is not None and (
             final or (cfg_train.sample_every and done % cfg_train.sample_every == 0)):
           samples = sample(state, done)
-        bar.update(1)
+        bar.update(n)
         if preemption.requested:
           log.warning("SIGTERM received: saved the checkpoint at step %d and stopped.", done)
           break

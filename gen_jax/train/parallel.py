@@ -26,6 +26,11 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
+def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Batches stacked on a leading (step) axis: the second axis split over `data`."""
+  return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
@@ -36,14 +41,16 @@ def check_batch_size(batch_size: int, what: str = "data.batch_size") -> None:
                      f"choose a multiple of {jax.device_count()}.")
 
 
-def put_batch(batch: Batch, mesh: Mesh) -> dict[str, Any]:
-  """This process's share of a global batch, ready for a jitted function sharded over `mesh`:
-  global arrays across processes; host arrays in a single process."""
+def put_batch(batch: Batch, mesh: Mesh, sharding: NamedSharding | None = None
+              ) -> dict[str, Any]:
+  """This process's share of a global batch, ready for a jitted function sharded over `mesh`
+  with `sharding` (default `batch_sharding`): global arrays across processes; host arrays in a
+  single process."""
   if jax.process_count() == 1:
     # A jitted function with `in_shardings` transfers host arrays itself, in C++: faster than
     # `device_put` here (measured in experiments/benchmarks/step_overhead.py).
     return dict(batch)
-  sharding = batch_sharding(mesh)
+  sharding = sharding or batch_sharding(mesh)
   return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
           for key, value in batch.items()}
 

@@ -124,6 +124,33 @@ def test_digits_state_restores_the_following_batches(data_dir):
     other.set_state(state)
 
 
+@pytest.mark.parametrize("kw", [
+    dict(preprocess=("scale_to_unit", "one_hot_labels")),  # deterministic: one vectorised read
+    dict(preprocess=("scale_to_unit", "dequantize")),  # random: preprocessed step by step
+    dict(num_epochs=2, shuffle=False, drop_remainder=False),  # padding and `valid`
+])
+def test_next_batches_equals_that_many_nexts(data_dir, kw):
+  # Batches 9..13 of 128 cross the end of the first epoch (1,437 examples: 11 batches).
+  one, many = (_load("digits", "train", 128, data_dir, seed=5, **kw) for _ in range(2))
+  for _ in range(9):
+    next(one)
+  many.set_state({**many.get_state(), "step": 9})
+  want = [next(one) for _ in range(5)]
+  got = many.next_batches(5)
+  assert many.get_state() == one.get_state()
+  assert set(got) == set(want[0])
+  for key in got:
+    np.testing.assert_array_equal(got[key], np.stack([w[key] for w in want]))
+
+
+def test_next_batches_stops_at_the_end(data_dir):
+  it = _load("digits", "test", 100, data_dir, num_epochs=1, shuffle=False)
+  it.next_batches(it.num_batches - 1)
+  with pytest.raises(StopIteration):
+    it.next_batches(2)
+  assert it.next_batches(1)["image"].shape[:2] == (1, 100)
+
+
 def test_digits_seed_fixes_the_order(data_dir):
   a = next(_load("digits", "train", 32, data_dir, seed=1))["label"]
   b = next(_load("digits", "train", 32, data_dir, seed=1))["label"]

@@ -113,6 +113,10 @@ def test_fresh_batches_are_exact_deterministic_and_resumable():
   resumed = data.load("toy2d/ring8", "train", 64, seed=3, fresh=True, process_count=1,
                       process_index=0)
   resumed.set_state(state)
+  stacked = resumed.next_batches(2)  # the same two batches, stacked
+  for key in ("point", "mode"):
+    np.testing.assert_array_equal(stacked[key], np.stack([w[key] for w in following]))
+  resumed.set_state(state)
   for want in following:
     got = next(resumed)
     assert set(got) == {"point", "mode"}

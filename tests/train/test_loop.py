@@ -71,6 +71,26 @@ def test_same_seed_gives_bitwise_identical_state(tmp_path):
   assert list((tmp_path / "a" / "tb").iterdir()), "no TensorBoard event file"
 
 
+def test_steps_per_call_trains_the_same_steps(tmp_path):
+  # 4 steps per call over 10 steps with a checkpoint every 3: calls of 3, 3, 3, 1 steps (each
+  # ends on a checkpoint), so the two call lengths compile once each. The same batches, the same
+  # per-step rng and the same update rule give the state of one step per call, bitwise on this
+  # CPU (XLA compiles the scan's body as it compiles the lone step).
+  one = train_and_evaluate(tiny_config(num_steps=10, checkpoint_every=3, log_every=1),
+                           tmp_path / "one")
+  four = train_and_evaluate(tiny_config(num_steps=10, checkpoint_every=3, log_every=1,
+                                        steps_per_call=4), tmp_path / "four")
+  assert one.traces == 1 and four.traces == 2
+  assert int(four.state.step) == 10
+  for x, y in zip(jax.tree.leaves(one.state), jax.tree.leaves(four.state)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  saved = sorted(int(p.name) for p in (tmp_path / "four" / "checkpoints").iterdir()
+                 if p.name.isdigit())
+  assert saved[-1] == 10 and all(s % 3 == 0 for s in saved[:-1])
+  assert train_losses(tmp_path / "four") == train_losses(tmp_path / "one")
+  assert len(train_losses(tmp_path / "four")) == 10  # one log row per step, as with 1 per call
+
+
 def test_resume_continues_exactly(tmp_path):
   train_and_evaluate(tiny_config(num_steps=4), tmp_path / "split")
   resumed = train_and_evaluate(tiny_config(num_steps=8), tmp_path / "split")
@@ -207,6 +227,8 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     (lambda c: c.optim.update(generator=dict(learning_rate=1.0)), config_lib.ConfigError,
      "players"),
     (lambda c: c.optim.update(schedule="cosin"), names.UnknownNameError, "constant, cosine"),
+    (lambda c: c.train.update(steps_per_call=0), config_lib.ConfigError,
+     "train.steps_per_call must be an integer of at least 1"),
 ])
 def test_bad_config_is_refused_before_anything_runs(tmp_path, change, error, message):
   config = tiny_config()
