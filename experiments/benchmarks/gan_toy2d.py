@@ -9,14 +9,11 @@ VEEGAN and PacGAN). Prints one JSON line per run, then a Markdown table of means
 
     python experiments/benchmarks/gan_toy2d.py --seeds 10            # the full benchmark
     python experiments/benchmarks/gan_toy2d.py --quick --seeds 2     # a fast look
-    python experiments/benchmarks/gan_toy2d.py --problems ring8 --settings default \
-        --seeds 1 --frames runs/gan_frames    # also a GAN-Lab-style GIF of one training run
 
 The wall-clock time per seed is that of the whole `train_and_evaluate` call (compilation,
-data pipeline, the final checkpoint and sample plot included). `--frames DIR` drives a separate
-run of seed 0 through the public pieces (`make_train_step`, `init_state`, `make_optimizers`,
-jitted here) to draw a frame every `num_steps / --num_frames` steps, and assembles them into
-`DIR/{problem}_{setting}.gif`.
+data pipeline, the final checkpoint, sample plot and GAN-Lab frame included); the benchmark
+samples only at the end (`train.sample_every = 0`), so the configs' training frames are not
+drawn.
 """
 
 import argparse
@@ -30,14 +27,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from gen_jax import data as data_lib
 from gen_jax.data import toy2d
 from gen_jax.metrics.mixture import mixture_metrics
 from gen_jax.train import config as config_lib
-from gen_jax.train import optimizers as optimizers_lib
-from gen_jax.train import step as step_lib
 from gen_jax.train.loop import build_method, train_and_evaluate
-from gen_jax.viz import gan_plots
 
 import common  # pylint: disable=wrong-import-order
 
@@ -54,7 +47,7 @@ def get_config(problem: str, setting: str, seed: int, quick: bool, steps: int = 
     config.train.num_steps //= QUICK_FRACTION
   steps = config.train.num_steps
   config.train.update(progress_bar=False, checkpoint_every=steps, log_every=min(500, steps),
-                      async_checkpoints=False)
+                      async_checkpoints=False, sample_every=0)
   config.data.eval_split = ""  # the benchmark scores samples, not the per-example losses
   return config
 
@@ -78,36 +71,6 @@ def run_one(problem: str, setting: str, seed: int, quick: bool, steps: int = 0) 
                   jax.random.fold_in(jax.random.PRNGKey(seed), 2_500))
   return {"problem": problem, "setting": setting, "seed": seed,
           "steps": config.train.num_steps, **metrics, "train_seconds": seconds}
-
-
-def animate(problem: str, setting: str, quick: bool, out_dir: Path, num_frames: int) -> Path:
-  """Trains seed 0 by hand through the public step pieces, drawing frames as it goes."""
-  config = config_lib.resolve(get_config(problem, setting, 0, quick))
-  method = build_method(config)
-  players = tuple(p.name for p in method.players)
-  num_steps, ema = config.train.num_steps, config.train.ema_decay
-  optimizers = optimizers_lib.make_optimizers(config.optim, players, num_steps)
-  train = data_lib.load(config.data.name, "train", config.data.batch_size, config.seed,
-                        fresh=True)
-  rng = jax.random.PRNGKey(config.seed)
-  # Jitted like the loop's: its outputs are fresh buffers (EMA and live parameters start equal
-  # and must not share one), so the step below can donate the state.
-  state = jax.jit(lambda r, b: step_lib.init_state(method, optimizers, r, b, ema_decay=ema))(
-      rng, next(train))
-  train_step = jax.jit(step_lib.make_train_step(method, optimizers, ema_decay=ema),
-                       donate_argnums=0)
-  real, _ = toy2d.sample(problem, np.random.default_rng(0), 1_000)
-  extent = gan_plots.extent_around(real)
-  every = max(num_steps // num_frames, 1)
-  frames = []
-  for step in range(num_steps + 1):
-    if step % every == 0 or step == num_steps:
-      frames.append(gan_plots.frame(method, state.variables(use_ema=False), real,
-                                    rng=jax.random.PRNGKey(step), extent=extent,
-                                    title=f"{problem}, {setting}, step {step}"))
-    if step < num_steps:
-      state, _ = train_step(state, next(train))
-  return gan_plots.save_gif(frames, out_dir / f"{problem}_{setting}.gif")
 
 
 def summarise(rows: list[dict]) -> str:
@@ -150,9 +113,6 @@ def main(argv=None) -> None:
   parser.add_argument("--problems", default="ring8,grid25")
   parser.add_argument("--settings", default="default,collapse")
   parser.add_argument("--table", type=Path, default=None, help="also write the table here")
-  parser.add_argument("--frames", type=Path, default=None,
-                      help="write a GIF of seed 0's training per problem and setting here")
-  parser.add_argument("--num_frames", type=int, default=40)
   parser.add_argument("--summarise", type=Path, nargs="*", default=None,
                       help="only tabulate the JSON lines of earlier runs' saved output")
   args = parser.parse_args(argv)
@@ -169,9 +129,6 @@ def main(argv=None) -> None:
         row = run_one(problem, setting, seed, args.quick, args.steps)
         rows.append(row)
         print(json.dumps(row), flush=True)
-      if args.frames is not None:
-        path = animate(problem, setting, args.quick, args.frames, args.num_frames)
-        print(json.dumps({"problem": problem, "setting": setting, "gif": str(path)}), flush=True)
   table = summarise(rows)
   print(table)
   if args.table is not None:

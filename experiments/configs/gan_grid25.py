@@ -42,8 +42,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # discriminator; both decay to 0 by the last step.
   c.optim.update(name="adam", learning_rate=2e-3, schedule="cosine", kwargs=dict(b1=0.0, b2=0.99),
                  gen=dict(learning_rate=4e-3))
+  # A GAN-Lab frame every 1,500 steps: samples/frames/*.png and samples/training.gif.
   c.train.update(num_steps=30_000, log_every=500, checkpoint_every=5_000, num_samples=2_500,
-                 ema_decay=0.999)
+                 sample_every=1_500, ema_decay=0.999)
   if "collapse" in options:
     c.model.penalty = ""
   if "conditional" in options:  # both players see the mixture component of each point

@@ -44,3 +44,7 @@ class Method(Protocol):
     """Per-example evaluation metrics: values [batch] (averaged over examples), or pairs
     (sums [batch], counts [batch]) averaged as sum(sums) / sum(counts), e.g. over tokens."""
 
+  # Optional: `plot(variables, rng, *, step, directory, info) -> list[Path]`, called by the loop
+  # whenever it samples, with the training (not EMA) parameters and the training data's
+  # `DatasetInfo`, for figures beyond the samples (the GAN's GAN-Lab frames of 2-D runs).
+

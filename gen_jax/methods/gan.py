@@ -27,12 +27,14 @@ import dataclasses
 import inspect
 import math
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from gen_jax import names
 from gen_jax.losses import adversarial
@@ -41,6 +43,7 @@ from gen_jax.nn import convnets
 from gen_jax.nn.mlp import MLP
 from gen_jax.sampling import latent
 from gen_jax.types import Array, Batch, Params, PRNGKey, Variables
+from gen_jax.viz import gan_plots
 
 DISC = "disc"
 GEN = "gen"
@@ -309,6 +312,22 @@ class GAN:
             "interpolation": self.interpolate_images(variables, ends[0], ends[1], steps,
                                                      self.path_fn,
                                                      self.conditioning.rows(steps, 1))}
+
+  def plot(self, variables: Variables, rng: PRNGKey, *, step: int, directory: Path,
+           info: Any) -> list[Path]:
+    """GAN-Lab frames of a 2-D run, drawn whenever the loop samples (`train.sample_every`):
+    `frames/frame_{step}.png` shows the discriminator's output as a heat map under real and
+    generated points, and the generator's image of a latent grid (`gan_plots.frame`, with the
+    parameters being trained); `training.gif` animates every frame so far. Image GANs get
+    nothing here (their sample grids are the loop's)."""
+    if info.mixture is None:
+      return []
+    real, _ = info.mixture.sample(np.random.default_rng(0), 500)  # the same points every frame
+    frames = Path(directory) / "frames"
+    path = frames / f"frame_{step:07d}.png"
+    gan_plots.frame(self, variables, real, rng=rng, path=path, title=f"step {step}")
+    gif = gan_plots.save_gif(sorted(frames.glob("frame_*.png")), Path(directory) / "training.gif")
+    return [path, gif]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -238,9 +238,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     writer.write(step, "eval", means)
     return means
 
+  plot_fn = getattr(method, "plot", None)
+
   def sample(state: TrainState, step: int) -> list[Path]:
-    out = p_sample(state.variables(), jax.random.fold_in(sample_rng, step))
-    return writer.write_samples(step, jax.device_get(out))
+    rng = jax.random.fold_in(sample_rng, step)
+    written = writer.write_samples(step, jax.device_get(p_sample(state.variables(), rng)))
+    if plot_fn is not None:
+      written += plot_fn(state.variables(use_ema=False), rng, step=step,
+                         directory=writer.workdir / "samples", info=train_data.info)
+    return written
 
   # Calls dispatched but whose metrics the host has not read yet. They are read in one transfer
   # per logging interval, one call behind the newest (so the host never waits for the device),

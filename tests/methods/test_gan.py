@@ -203,14 +203,21 @@ def test_collapse_setting_differs_by_one_value(name):
 @pytest.mark.parametrize("name,arg", [(name, arg) for name in CONFIGS
                                       for arg in ("tiny", "collapse,tiny")]
                          + [("gan_ring8", "conditional,tiny")])
-def test_tiny_config_trains_and_writes_samples(tmp_path, name, arg):
-  result = train_and_evaluate(load_config(name, arg), tmp_path)
+def test_tiny_config_trains_and_writes_samples_and_gan_lab_frames(tmp_path, name, arg):
+  config = load_config(name, arg)
+  config.train.sample_every = 3  # samples and a GAN-Lab frame at steps 3 and 6
+  result = train_and_evaluate(config, tmp_path)
   assert int(result.state.step) == 6 and result.traces == 1
   assert set(result.eval_metrics) == {"d_loss", "g_loss", "real_logit", "fake_logit"}
   assert all(math.isfinite(v) for v in result.eval_metrics.values())
-  assert [p.name for p in result.samples] == ["samples_0000006.png"]
+  assert [p.name for p in result.samples] == [
+      "samples_0000006.png", "frame_0000006.png", "training.gif"]
   with Image.open(result.samples[0]) as image:
     assert image.format == "PNG" and image.size[0] > 100
+  frames = sorted(p.name for p in (tmp_path / "samples" / "frames").iterdir())
+  assert frames == ["frame_0000003.png", "frame_0000006.png"]
+  with Image.open(result.samples[2]) as gif:
+    assert gif.format == "GIF" and gif.n_frames == 2
 
 
 @pytest.mark.parametrize("conditional", [False, True])
