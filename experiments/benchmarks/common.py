@@ -119,7 +119,7 @@ def compiled_train_step(config: ml_collections.ConfigDict, steps_per_call: int =
   one call on the config's first training batch, already on the devices. Returns
   `(step_fn, state, batch)`: `state, metrics = step_fn(state, batch)` is one step; with
   `steps_per_call=k`, `batch` is the first k batches stacked and one call runs k steps (the
-  loop's `lax.scan`)."""
+  loop's unrolled steps)."""
   config = config_lib.resolve(config)
   method = loop.build_method(config)
   names = tuple(p.name for p in method.players)
@@ -135,7 +135,7 @@ def compiled_train_step(config: ml_collections.ConfigDict, steps_per_call: int =
   if steps_per_call:
     data.set_state({**data.get_state(), "step": 0})
     batch = data.next_batches(steps_per_call)
-    step = step_lib.scan_steps(step)
+    step = step_lib.unrolled_steps(step)
     batch_sharding = parallel.stacked_batch_sharding(mesh)
   device_batch = jax.device_put(batch, batch_sharding)
   fn = jax.jit(step, in_shardings=(replicated, batch_sharding),

@@ -8,11 +8,11 @@ from the data pipeline, putting it on the devices, reading the previous step's m
 checking them, the progress bar, JSON/TensorBoard logging and checkpointing at their cadence).
 It is read from the loop's own `steps_per_sec` log rows: the mean over a run after its first
 interval (which includes compilation), then the median over rounds. The bare step is the same
-jitted function called back to back on batches already on the device, measured in the same
-process after the loop runs: with `train.steps_per_call = k`, the loop's `lax.scan` of k steps
-over k stacked batches, per step. Each row compares the loop with its own bare function
-(the loop's overhead) and with the bare single step, the plain jitted step without a scan
-(what steps per call gain a user).
+jitted function called back to back on batches already on the device, for as many steps, in
+the same process, alternating with the loop runs: with `train.steps_per_call = k`, the loop's
+program of k unrolled steps over k stacked batches, per step. Each row compares the loop with
+its own bare function (the loop's overhead) and with the bare single step, the plain jitted
+step alone (what steps per call gain a user).
 """
 
 import argparse
@@ -39,19 +39,21 @@ def loop_step_time(config, workdir: str) -> float:
   return statistics.mean(1.0 / r for r in rates)
 
 
-def bare_step_times(config, repeats: int, steps: int, steps_per_call: int) -> list[float]:
-  # Jitted as the loop jits it, so that the comparison is like for like.
-  fn, state, device_batch = compiled_train_step(config, steps_per_call)
-  per_call = max(steps_per_call, 1)
-  calls = max(1, steps // per_call)
-  times = []
-  for _ in range(repeats):
+class BareStep:
+  """The loop's jitted function (`steps_per_call` steps per call; 0: the lone step), compiled
+  once and called back to back on batches already on the device."""
+
+  def __init__(self, config, steps_per_call: int):
+    self.fn, self.state, self.batch = compiled_train_step(config, steps_per_call)
+    self.per_call = max(steps_per_call, 1)
+
+  def seconds_per_step(self, steps: int) -> float:
+    calls = max(1, steps // self.per_call)
     tic = time.perf_counter()
     for _ in range(calls):
-      state, metrics = fn(state, device_batch)
-    jax.block_until_ready((state, metrics))
-    times.append((time.perf_counter() - tic) / (calls * per_call))
-  return times
+      self.state, metrics = self.fn(self.state, self.batch)
+    jax.block_until_ready((self.state, metrics))
+    return (time.perf_counter() - tic) / (calls * self.per_call)
 
 
 def main(argv=None) -> list[dict]:
@@ -62,27 +64,31 @@ def main(argv=None) -> list[dict]:
   parser.add_argument("--checkpoint_every", type=int, default=500)
   parser.add_argument("--rounds", type=int, default=3, help="loop runs; the median is reported")
   parser.add_argument("--steps_per_call", type=int, nargs="+", default=[1, 10],
-                      help="train.steps_per_call values, measured one after another")
+                      help="train.steps_per_call values")
   args = parser.parse_args(argv)
 
-  results = []
-  bare_one = None
-  for k in args.steps_per_call:
-    times = []
-    for _ in range(args.rounds):
+  # Every round runs each loop and each bare function once, alternating, so that all of them
+  # see the same machine load; the bare functions run as many steps as a loop.
+  bare = {k: BareStep(load_config(args.config), k) for k in [0, *args.steps_per_call]}
+  loop_times = {k: [] for k in args.steps_per_call}
+  bare_times = {k: [] for k in bare}
+  for _ in range(args.rounds):
+    for k in args.steps_per_call:
       config = load_config(args.config)
       config.train.update(num_steps=args.steps, log_every=args.log_every,
                           checkpoint_every=args.checkpoint_every, eval_every=0, sample_every=0,
                           progress_bar=True, steps_per_call=k)
       config.data.eval_split = ""
       with tempfile.TemporaryDirectory() as workdir:
-        times.append(loop_step_time(config, workdir))
-    bare_ms = statistics.median(bare_step_times(load_config(args.config), repeats=7,
-                                                steps=args.log_every, steps_per_call=k)) * 1e3
-    if bare_one is None:  # the plain jitted step, no scan
-      bare_one = statistics.median(bare_step_times(
-          load_config(args.config), repeats=7, steps=args.log_every, steps_per_call=0)) * 1e3
-    loop_ms = statistics.median(times) * 1e3
+        loop_times[k].append(loop_step_time(config, workdir))
+    for k, fn in bare.items():
+      bare_times[k].append(fn.seconds_per_step(args.steps))
+
+  results = []
+  bare_one = statistics.median(bare_times[0]) * 1e3
+  for k in args.steps_per_call:
+    loop_ms = statistics.median(loop_times[k]) * 1e3
+    bare_ms = statistics.median(bare_times[k]) * 1e3
     result = {"config": args.config, "devices": jax.device_count(),
               "backend": jax.default_backend(), "steps_per_call": k,
               "loop_ms_per_step": round(loop_ms, 4), "bare_ms_per_step": round(bare_ms, 4),

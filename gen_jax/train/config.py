@@ -53,7 +53,7 @@ def defaults(method: str = "") -> ml_collections.ConfigDict:
       sample_every=0,  # 0: sample at the end only
       num_samples=64,
       checkpoint_every=500,
-      # Train steps per device call (a lax.scan over that many batches): amortises the host's
+      # Train steps per device call (unrolled over that many batches): amortises the host's
       # per-step work (dispatch, batch transfer) when a step takes well under a millisecond.
       # Results are the same; checkpoints, evaluation and samples still land on their steps.
       steps_per_call=1,

@@ -188,7 +188,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
   traces = 0
   metric_names: tuple[str, ...] = ()
-  train_steps = step_lib.scan_steps(
+  train_steps = step_lib.unrolled_steps(
       step_lib.make_train_step(method, optimizers, ema_decay=cfg_train.ema_decay))
 
   def counted_steps(state, batches):

@@ -80,16 +80,24 @@ def make_train_step(method: Method, optimizers: Mapping[str, optax.GradientTrans
   return train_step
 
 
-def scan_steps(train_step: Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
-               ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+def unrolled_steps(train_step: Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
+                   ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """`steps(state, batches) -> (state, metrics)`: `train_step` over batches stacked on a leading
-  axis of any length n, as one `lax.scan`; every metric gains the leading axis [n].
+  axis of length n, unrolled into one program; every metric gains the leading axis [n].
 
-  Jitted, n steps cost one dispatch and one transfer instead of n, which is what makes small
-  models run at the speed of their step (see `train.steps_per_call`)."""
+  Jitted, n steps cost one dispatch and one transfer instead of n (see `train.steps_per_call`).
+  Unrolled rather than a `lax.scan`: on XLA's CPU backend the scan's loop body ran the tiny
+  classifier's step 2.5x slower than the same step alone (its convolutions' weight gradients
+  took a slow path), while the unrolled steps run at the lone step's speed or faster
+  (experiments/benchmarks/step_overhead.py). Compilation grows with n, which is meant to be
+  small (about 10) and for models whose step takes well under a millisecond."""
 
   def steps(state: TrainState, batches: Batch) -> tuple[TrainState, Metrics]:
-    return jax.lax.scan(train_step, state, batches)
+    per_step = []
+    for i in range(jax.tree.leaves(batches)[0].shape[0]):
+      state, metrics = train_step(state, jax.tree.map(lambda a, i=i: a[i], batches))
+      per_step.append(metrics)
+    return state, jax.tree.map(lambda *xs: jnp.stack(xs), *per_step)
 
   return steps
 

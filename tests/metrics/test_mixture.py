@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gen_jax.metrics.mixture import MixtureMetrics, mixture_metrics
+from gen_jax.metrics.mixture import EXACT_SPREAD, MixtureMetrics, mixture_metrics
 
 N = 2500
 # The distance of an exact sample to its own mean, in units of std, is chi with 2 degrees of
@@ -61,6 +61,29 @@ def test_exact_samples_cover_every_mode(means, std, seed):
   np.testing.assert_allclose(metrics.reverse_kl, math.log(k) - stats.entropy(p), atol=1e-12)
 
 
+def test_spread_of_exact_samples_and_of_a_curve_sampler():
+  # The truncated chi_2 moments of the docstring, by numerical integration: the radial density
+  # of r ~ chi_2 is r exp(-r^2 / 2); each coordinate carries half of E[r^2 | r <= 3].
+  r = np.linspace(0, 3, 200_001)
+  density = r * np.exp(-r**2 / 2)
+  second_moment = np.trapezoid(r**2 * density, r) / np.trapezoid(density, r)
+  np.testing.assert_allclose(EXACT_SPREAD, math.sqrt(second_moment / 2), rtol=1e-6)
+  means, std = _ring_means(), 0.01
+  exact = mixture_metrics(samples=_sample_mixture(4, means, std, 40_000), means=means, std=std)
+  # 5,000 points per mode: each eigenvalue's standard error is about 2% of it, 1% in sqrt;
+  # averaged over 8 modes, 0.4%; the minor and major axes sit below and above by sampling noise.
+  assert EXACT_SPREAD - 0.04 < exact.spread_minor < EXACT_SPREAD < exact.spread_major < (
+      EXACT_SPREAD + 0.04)
+  # Each mode's samples on a radial segment through its mean: as high quality as exact samples,
+  # but no spread across the segment.
+  rng = np.random.default_rng(5)
+  component = rng.integers(8, size=N)
+  along = std * rng.normal(size=N)[:, None] * means[component]  # radial offsets
+  curve = mixture_metrics(samples=means[component] + along, means=means, std=std)
+  assert curve.modes == 8 and curve.high_quality_fraction > 0.99
+  assert curve.spread_minor < 1e-6 and abs(curve.spread_major - 1.0) < 0.1
+
+
 def test_a_single_mode_sampler():
   means = _grid_means()
   samples = means[7] + 0.05 * np.random.default_rng(2).normal(size=(N, 2))
@@ -98,8 +121,12 @@ def test_hand_placed_points():
   assert metrics.high_quality_fraction == 5 / 8
   p = np.array([3, 1, 1]) / 5
   np.testing.assert_allclose(metrics.reverse_kl, np.sum(p * np.log(8 * p)), rtol=1e-12)
-  assert metrics.scalars() == {"modes": 3.0, "high_quality_fraction": 5 / 8,
-                               "reverse_kl": metrics.reverse_kl}
+  # Only mode 0 has 3 high-quality points: offsets (0, 0), (0, 2), (-2, 0) in units of std,
+  # whose covariance (n - 1 = 2) is [[4/3, 2/3], [2/3, 4/3]], eigenvalues 2/3 and 2. (The
+  # samples went in as float32, jax's default: the offsets 0.02 from 1.0 carry ~3e-6 rounding.)
+  assert metrics.scalars() == pytest.approx(
+      {"modes": 3.0, "high_quality_fraction": 5 / 8, "reverse_kl": metrics.reverse_kl,
+       "spread_minor": math.sqrt(2 / 3), "spread_major": math.sqrt(2)}, rel=1e-5)
 
   # A wider threshold admits the point at 3.1 std.
   wider = mixture_metrics(samples=samples, means=means, std=std, threshold=3.2)

@@ -75,7 +75,7 @@ def test_steps_per_call_trains_the_same_steps(tmp_path):
   # 4 steps per call over 10 steps with a checkpoint every 3: calls of 3, 3, 3, 1 steps (each
   # ends on a checkpoint), so the two call lengths compile once each. The same batches, the same
   # per-step rng and the same update rule give the state of one step per call, bitwise on this
-  # CPU (XLA compiles the scan's body as it compiles the lone step).
+  # CPU.
   one = train_and_evaluate(tiny_config(num_steps=10, checkpoint_every=3, log_every=1),
                            tmp_path / "one")
   four = train_and_evaluate(tiny_config(num_steps=10, checkpoint_every=3, log_every=1,
