@@ -12,11 +12,14 @@ modes or unbalances them. The latent is 1-D: the generator then draws a curve th
 modes, with fewer samples stranded in the gaps between modes than a 2-D latent leaves (about
 half as many more than 0.1 away from every mean), which a 3-std high-quality radius needs:
 with a 2-D latent some seeds scored 96.8 %, and an 8-D latent was worse. Each mode is then a
-short arc, not a 2-D blob, so high quality can exceed a perfect sampler's 98.9 %. Over seeds
-0-9 (2,500 EMA samples each, scored by `experiments/benchmarks/gan_toy2d.py --problems ring8`;
-10,000 steps, 22-32 s per seed on a shared 2-core CPU):
+short arc, not a 2-D blob: high quality can exceed a perfect sampler's 98.9 %, and the
+within-mode spread (the benchmark's last metric; 0.97 for exact samples) is low along the arc's
+width. Over seeds 0-9 (2,500 EMA samples each, scored by
+`experiments/benchmarks/gan_toy2d.py --problems ring8`; 10,000 steps, 24-32 s per seed on a
+2-core CPU):
 
-    default    8.0 modes in 10/10 seeds, high quality 98.9 ± 0.3 % (min 98.4), reverse KL 0.001
+    default    8.0 modes in 10/10 seeds, high quality 98.9 ± 0.3 % (min 98.4), reverse KL 0.001,
+               spread 0.17 / 0.38 (minor / major axis)
     collapse   5.8 modes (4-7), all 8 in 0/10 seeds, high quality 98.9 %, reverse KL 0.39
 
 `:conditional` feeds each point's mixture component to both players (a class-conditional
