@@ -100,13 +100,12 @@ class DataIterator:
   """
 
   def __init__(self, dataset: grain.MapDataset, info: DatasetInfo, num_batches: int | None,
-               fingerprint: Mapping[str, Any],
-               read_batches: Callable[[int, int], Batch] | None = None):
+               fingerprint: Mapping[str, Any], read_batches: Callable[[int, int], Batch]):
     self.dataset = dataset
     self.info = info
     self._num_batches = num_batches
     self._fingerprint = dict(fingerprint)
-    self._read_batches = read_batches or self._stack_batches
+    self._read_batches = read_batches  # (start, n) -> batches start..start+n-1, [n, batch, ...]
     self._step = 0
 
   @property
@@ -134,10 +133,6 @@ class DataIterator:
     batches = self._read_batches(self._step, n)
     self._step += n
     return batches
-
-  def _stack_batches(self, start: int, n: int) -> Batch:
-    return jax.tree_util.tree_map(lambda *xs: np.stack(xs),
-                                  *[self.dataset[s] for s in range(start, start + n)])
 
   def get_state(self) -> dict[str, Any]:
     return {"step": self._step, **self._fingerprint}
