@@ -296,9 +296,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         pending.append((step, metrics))
         step = done = step + n
         final = done == num_steps
+        # Read the flag once: a SIGTERM arriving later in this iteration is handled by the next.
+        stop = preemption.requested
         if (len(pending) - 1) * cfg_train.steps_per_call >= cfg_train.log_every:
           drain(keep_newest=True)
-        if final or preemption.requested or done % cfg_train.checkpoint_every == 0:
+        if final or stop or done % cfg_train.checkpoint_every == 0:
           drain(keep_newest=False)  # a state is saved only once its metrics were seen finite
           checkpointer.save(done, state, train_data.get_state(), config_json)
           last_saved = done
@@ -309,7 +311,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             final or (cfg_train.sample_every and done % cfg_train.sample_every == 0)):
           samples = sample(state, done)
         bar.update(n)
-        if preemption.requested:
+        if stop:
           log.warning("SIGTERM received: saved the checkpoint at step %d and stopped.", done)
           break
     if start >= num_steps:  # already trained: report on the final state again

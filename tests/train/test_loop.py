@@ -16,6 +16,7 @@ import pytest
 from gen_jax import names
 from gen_jax.train import checkpoint as checkpoint_lib
 from gen_jax.train import config as config_lib
+from gen_jax.train import loop as loop_lib
 from gen_jax.train.loop import NonFiniteError, train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,6 +135,22 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
   saved = max(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert 50 <= saved < 5000
   assert f"Done at step {saved}" in out
+
+
+def test_sigterm_late_in_a_step_is_saved_by_the_next_step(tmp_path, monkeypatch):
+  # A SIGTERM arriving after the step's checkpoint decision (here: during the progress bar's
+  # update of step 3) must not be reported as saved at step 3; the next step saves and stops.
+  class SignalAtStep3(loop_lib.tqdm):
+    def update(self, n=1):
+      super().update(n)
+      if self.n == 3:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+  monkeypatch.setattr(loop_lib, "tqdm", SignalAtStep3)
+  result = train_and_evaluate(
+      tiny_config(num_steps=20, checkpoint_every=10, progress_bar=True), tmp_path)
+  assert int(result.state.step) == 4
+  assert checkpoint_lib.Checkpointer(tmp_path / "checkpoints", max_to_keep=1).steps() == [4]
 
 
 def test_eight_devices_match_one_device(tmp_path):
