@@ -25,6 +25,8 @@ from pathlib import Path
 
 import jax
 
+from gen_jax.train import checkpoint as checkpoint_lib
+from gen_jax.train import config as config_lib
 from gen_jax.train import loop
 
 from common import compiled_train_step, load_config  # pylint: disable=wrong-import-order
@@ -56,6 +58,24 @@ class BareStep:
     return (time.perf_counter() - tic) / (calls * self.per_call)
 
 
+def save_cost_ms(config, state, saves: int = 20) -> dict[str, float]:
+  """Median ms per orbax save of `state` as the loop saves it (async, arrays + data state +
+  metadata with checksum and config): blocking (the loop waits) and until written."""
+  blocking, total = [], []
+  config_json = config_lib.to_dict(config)
+  with tempfile.TemporaryDirectory() as directory:
+    checkpointer = checkpoint_lib.Checkpointer(directory, max_to_keep=3)
+    for step in range(1, saves + 1):
+      tic = time.perf_counter()
+      checkpointer.save(step, state, {"step": step}, config_json)
+      blocking.append(time.perf_counter() - tic)
+      checkpointer.wait()
+      total.append(time.perf_counter() - tic)
+    checkpointer.close()
+  return {"save_blocking_ms": round(statistics.median(blocking) * 1e3, 2),
+          "save_total_ms": round(statistics.median(total) * 1e3, 2)}
+
+
 def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", default="classifier_digits:tiny")
@@ -84,6 +104,7 @@ def main(argv=None) -> list[dict]:
     for k, fn in bare.items():
       bare_times[k].append(fn.seconds_per_step(args.steps))
 
+  saves = save_cost_ms(load_config(args.config), bare[0].state)
   results = []
   bare_one = statistics.median(bare_times[0]) * 1e3
   for k in args.steps_per_call:
@@ -96,7 +117,7 @@ def main(argv=None) -> list[dict]:
               "bare_single_step_ms": round(bare_one, 4),
               "vs_single_step": round(loop_ms / bare_one - 1.0, 4),
               "log_every": args.log_every, "checkpoint_every": args.checkpoint_every,
-              "rounds": args.rounds}
+              "rounds": args.rounds, **saves}
     print(json.dumps(result), flush=True)
     results.append(result)
   print("\n| config | steps per call | bare (ms/step) | loop (ms/step) | overhead | "
@@ -106,6 +127,11 @@ def main(argv=None) -> list[dict]:
     print(f"| {r['config']} | {r['steps_per_call']} | {r['bare_ms_per_step']:.3f} | "
           f"{r['loop_ms_per_step']:.3f} | {100 * r['overhead_fraction']:.1f}% | "
           f"{100 * r['vs_single_step']:+.1f}% |")
+  print(f"\nOne checkpoint save: {saves['save_blocking_ms']:.1f} ms blocking, "
+        f"{saves['save_total_ms']:.1f} ms until written; at a checkpoint every "
+        f"{args.checkpoint_every} steps that is "
+        f"{saves['save_total_ms'] / (args.checkpoint_every * bare_one):.1%} of the bare single "
+        f"step's time")
   return results
 
 

@@ -99,18 +99,21 @@ def batch_positions(plan: Plan, step: int, count: int = 1) -> Positions:
 
 @dataclasses.dataclass(frozen=True)
 class Windows:
-  """Windows of `seq_len` tokens over a token stream, consecutive windows sharing one token.
+  """Windows of `seq_len` tokens over a token stream.
 
-  Window `j` of epoch `e` starts at `offset(e) + j * (seq_len - 1)`. Position 0 of a window is
-  context only; positions 1..seq_len-1 are the targets a causal model predicts from the tokens
-  before them. Consecutive windows overlap by exactly one token, so the targets of an epoch's
-  windows are consecutive stream positions, each once.
+  Position 0 of a window is context only; a causal model predicts positions 1..seq_len-1 from
+  the tokens before them.
 
-  - `tile=True` (evaluation): offset 0 and `ceil((n - 1) / (seq_len - 1))` windows, the last one
-    padded, so the targets are exactly the stream's positions 1..n-1.
-  - `tile=False`: only whole windows, at a random offset in `0..seq_len-2` per epoch when
-    `shuffle` (0 otherwise), `(n - o_max - seq_len) // (seq_len - 1) + 1` of them in every epoch
-    with `o_max` the largest offset, so every epoch has the same number of windows.
+  - `tile=False` (training): window `j` of epoch `e` starts at `offset(e) + j * (seq_len - 1)`,
+    consecutive windows sharing one token, so an epoch's targets are consecutive stream
+    positions, each once. Only whole windows, at a random offset in `0..seq_len-2` per epoch
+    when `shuffle` (0 otherwise), `(n - o_max - seq_len) // (seq_len - 1) + 1` of them in every
+    epoch with `o_max` the largest offset, so every epoch has the same number of windows.
+  - `tile=True` (evaluation): window `j` starts at `j * eval_stride` (default `seq_len - 1`);
+    window 0 scores positions 1..seq_len-1 and every later window only its last `eval_stride`
+    positions (`first_target`), so the scored targets are exactly the stream's positions
+    1..n-1, each once, and each after window 0 sees at least `seq_len - eval_stride` tokens of
+    context. `1 + ceil((n - seq_len) / eval_stride)` windows, the last one padded.
   """
 
   stream_length: int  # n, tokens in the stream
@@ -118,10 +121,22 @@ class Windows:
   seed: int
   shuffle: bool
   tile: bool
+  eval_stride: int = 0  # tile only; 0: seq_len - 1
+
+  def __post_init__(self):
+    if self.eval_stride and not (self.tile and 1 <= self.eval_stride <= self.seq_len - 1):
+      raise ValueError(f"eval_stride {self.eval_stride} must be in 1..seq_len-1 "
+                       f"(= {self.seq_len - 1}), and is for evaluation windows only.")
 
   @property
   def stride(self) -> int:
-    return self.seq_len - 1
+    return self.eval_stride if self.tile and self.eval_stride else self.seq_len - 1
+
+  def first_target(self, index: np.ndarray) -> np.ndarray:
+    """The first scored position of windows `index`: 1 for window 0 (and every training
+    window), `seq_len - stride` for later evaluation windows."""
+    later = self.seq_len - self.stride if self.tile else 1
+    return np.where(index == 0, 1, later)
 
   @property
   def max_offset(self) -> int:
@@ -130,7 +145,7 @@ class Windows:
   @property
   def num_windows(self) -> int:
     if self.tile:
-      return -(-(self.stream_length - 1) // self.stride)
+      return 1 + max(0, -(-(self.stream_length - self.seq_len) // self.stride))
     return (self.stream_length - self.max_offset - self.seq_len) // self.stride + 1
 
 

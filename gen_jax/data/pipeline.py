@@ -485,7 +485,8 @@ def _window_batch(positions: indexing.Positions, windows: indexing.Windows,
   at = starts[:, None] + offsets
   inside = (at < len(stream)) & positions.valid[:, None]
   tokens = np.where(inside, stream[np.minimum(at, len(stream) - 1)], 0).astype(np.int32)
-  return {"tokens": tokens, "mask": (inside & (offsets >= 1)).astype(np.float32)}
+  scored = offsets >= windows.first_target(positions.index)[:, None]
+  return {"tokens": tokens, "mask": (inside & scored).astype(np.float32)}
 
 
 def _read_positions(positions: indexing.Positions,
@@ -510,7 +511,7 @@ def load(name: str, split: str, batch_size: int, seed: int, *, shuffle: bool = T
          num_epochs: int | None = None, drop_remainder: bool = True, seq_len: int | None = None,
          fresh: bool = False, preprocess: Sequence[str] = (), data_dir: str | None = None,
          process_index: int | None = None, process_count: int | None = None,
-         in_memory: bool | None = None) -> DataIterator:
+         in_memory: bool | None = None, eval_stride: int = 0) -> DataIterator:
   """A resumable iterator of batches of a dataset split.
 
   Bundled datasets (digits, toy2d/<config>, python_source) are prepared offline into the data
@@ -528,7 +529,10 @@ def load(name: str, split: str, batch_size: int, seed: int, *, shuffle: bool = T
   and `mask[:, t]` is 1 when token t is a real byte of the split. With `shuffle=False,
   drop_remainder=False, num_epochs=1` (evaluation) the windows tile the stream from offset 0,
   the last one zero-padded, so the masked targets are every byte of the split exactly once, in
-  order, each predicted from all preceding bytes of its window. Otherwise windows are whole, at
+  order, each predicted from all preceding bytes of its window (on average half a window; with
+  `eval_stride` s, window j starts at j * s and scores only its last s targets, so each byte
+  after the first window is predicted from at least seq_len - s bytes, at (seq_len - 1) / s
+  times the compute). Otherwise windows are whole, at
   an offset drawn per epoch from the seed (0 without shuffling), in a shuffled order.
 
   Args:
@@ -551,6 +555,8 @@ def load(name: str, split: str, batch_size: int, seed: int, *, shuffle: bool = T
     process_count: number of shards; default `jax.process_count()`.
     in_memory: read the whole split into memory first; default when it is stored in at most
       `IN_MEMORY_MAX_BYTES`. Batches are the same either way.
+    eval_stride: byte streams read for evaluation only: tokens between the starts of
+      consecutive windows, 1..seq_len-1; 0 means seq_len - 1 (windows share one token).
 
   Returns:
     A `DataIterator` of dicts of numpy arrays with a leading batch axis.
@@ -567,11 +573,13 @@ def load(name: str, split: str, batch_size: int, seed: int, *, shuffle: bool = T
                    num_epochs=num_epochs, drop_remainder=drop_remainder,
                    process_index=process_index, process_count=process_count)
   if fresh:
+    if eval_stride:
+      raise ValueError("eval_stride is for byte streams read for evaluation, not fresh data.")
     dataset_info, read_steps, num_batches = _fresh_reader(name, split, num_epochs, seq_len,
                                                          plan_args)
   else:
     dataset_info, read_steps, num_batches = _file_reader(
-        name, split, resolve_data_dir(data_dir), seq_len, in_memory, plan_args)
+        name, split, resolve_data_dir(data_dir), seq_len, in_memory, plan_args, eval_stride)
 
   postprocess = functools.partial(_postprocess, fns=fns, seed=seed, process_index=process_index,
                                   dataset_info=dataset_info)
@@ -595,7 +603,8 @@ def load(name: str, split: str, batch_size: int, seed: int, *, shuffle: bool = T
   fingerprint = dict(
       name=name, split=split, batch_size=batch_size, seed=seed, shuffle=shuffle,
       num_epochs=num_epochs, drop_remainder=drop_remainder, seq_len=seq_len, fresh=fresh,
-      preprocess=list(preprocess), process_count=process_count)
+      preprocess=list(preprocess), process_count=process_count,
+      **({"eval_stride": eval_stride} if eval_stride else {}))
   return DataIterator(_batches(make_batch, num_batches), dataset_info, num_batches, fingerprint,
                       make_batches)
 
@@ -630,15 +639,16 @@ def _fresh_reader(name: str, split: str, num_epochs: int | None, seq_len: int | 
 
 
 def _file_reader(name: str, split: str, root: str, seq_len: int | None,
-                 in_memory: bool | None, plan_args: Mapping[str, Any]
+                 in_memory: bool | None, plan_args: Mapping[str, Any], eval_stride: int = 0
                  ) -> tuple[DatasetInfo, StepReader, int | None]:
   """Batches of a prepared split: its examples, or windows of its byte stream."""
   base, config, _ = _parse_name(name)
   builder = _builder(name, root)
   source = builder.as_data_source(split=split)
   stream_key = _stream_key(base, builder.info.features)
-  if stream_key is None and seq_len is not None:
-    raise ValueError(f"seq_len is only for byte-stream datasets; {name!r} has examples.")
+  if stream_key is None and (seq_len is not None or eval_stride):
+    raise ValueError(f"seq_len and eval_stride are only for byte-stream datasets; {name!r} has "
+                     f"examples.")
   dataset_info = (_toy2d_info(config) if base == builders.Toy2d.name
                   else _builder_info(name, builder, seq_len or DEFAULT_SEQ_LEN))
 
@@ -648,7 +658,8 @@ def _file_reader(name: str, split: str, root: str, seq_len: int | None,
     windows = indexing.Windows(
         stream_length=len(stream), seq_len=seq_len or DEFAULT_SEQ_LEN, seed=plan_args["seed"],
         shuffle=plan_args["shuffle"],
-        tile=not plan_args["shuffle"] and not plan_args["drop_remainder"])
+        tile=not plan_args["shuffle"] and not plan_args["drop_remainder"],
+        eval_stride=eval_stride)
     if windows.seq_len < 2 or windows.num_windows < 1:
       raise ValueError(f"seq_len {windows.seq_len} must be at least 2 and fit the "
                        f"{len(stream) - 1} bytes of {name!r} {split!r}.")

@@ -41,6 +41,7 @@ def defaults(method: str = "") -> ml_collections.ConfigDict:
       eval_split="test",  # "" skips evaluation
       eval_batch_size=0,  # 0: the train batch size
       seq_len=0,  # token window for text datasets; 0 for others
+      eval_stride=0,  # text: tokens between evaluation windows' starts; 0: seq_len - 1
       fresh=False,  # toy2d: a fresh exact sample every step instead of a fixed training set
       preprocess=(),  # names of gen_jax.data.preprocess functions, applied in order
       data_dir="",  # "" uses $GEN_JAX_DATA_DIR, else tfds' default

@@ -64,6 +64,8 @@ def load_data(config: ml_collections.ConfigDict, split: str, *, train: bool) -> 
     kwargs["data_dir"] = d.data_dir
   if train:
     return data_lib.load(d.name, split, d.batch_size, config.seed, fresh=d.fresh, **kwargs)
+  if d.eval_stride:
+    kwargs["eval_stride"] = d.eval_stride
   return data_lib.load(d.name, split, d.eval_batch_size or d.batch_size, config.seed,
                        shuffle=False, num_epochs=1, drop_remainder=False, **kwargs)
 

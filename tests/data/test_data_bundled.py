@@ -274,13 +274,15 @@ def test_python_source_is_identical_across_builds(data_dir, tmp_path):
                         [next(_load("python_source", "train", 8, data_dir, **kw))])
 
 
-@pytest.mark.parametrize("config, max_files, seq_len, batch_size",
-                         [("full", None, 256, 16), ("tiny", 60, 2, 5), ("tiny", 60, 100, 3)])
+@pytest.mark.parametrize("config, max_files, seq_len, batch_size, stride",
+                         [("full", None, 256, 16, 0), ("tiny", 60, 2, 5, 0),
+                          ("tiny", 60, 100, 3, 0), ("full", None, 256, 16, 128),
+                          ("tiny", 60, 100, 3, 37), ("tiny", 60, 7, 4, 1)])
 def test_eval_windows_score_every_held_out_byte_once(data_dir, config, max_files, seq_len,
-                                                     batch_size):
+                                                     batch_size, stride):
   held_out = _split_bytes("test", max_files)
   name = f"python_source/{config}"
-  batches = list(_eval(name, "test", batch_size, data_dir, seq_len=seq_len))
+  batches = list(_eval(name, "test", batch_size, data_dir, seq_len=seq_len, eval_stride=stride))
   tokens = np.concatenate([b["tokens"] for b in batches])
   mask = np.concatenate([b["mask"] for b in batches])
   valid = np.concatenate([b["valid"] for b in batches])
@@ -289,8 +291,13 @@ def test_eval_windows_score_every_held_out_byte_once(data_dir, config, max_files
   assert mask.sum() == len(held_out)
   # Read in order, the masked targets are the held-out bytes: each exactly once.
   assert tokens[mask > 0].astype(np.uint8).tobytes() == held_out
-  # Each target's context is the bytes before it: a window continues where the last ended.
-  np.testing.assert_array_equal(tokens[1:, 0][valid[1:]], tokens[:-1, -1][valid[1:]])
+  # Each target's context is the bytes before it: window j + 1 starts `stride` bytes after
+  # window j (one shared byte by default), and after window 0 the first seq_len - stride
+  # positions are context only.
+  s = stride or seq_len - 1
+  both = valid[1:] & valid[:-1]
+  np.testing.assert_array_equal(tokens[1:, :seq_len - s][both], tokens[:-1, s:][both])
+  assert not mask[1:, :seq_len - s].any()
   assert tokens[0, 0] == ord("\n")
 
 

@@ -82,6 +82,27 @@ def test_tiled_windows_cover_every_target_once():
   np.testing.assert_array_equal(targets[targets < 23], np.arange(1, 23))
 
 
+@pytest.mark.parametrize("stride, num_windows", [(2, 10), (3, 7), (4, 6)])
+def test_strided_eval_windows_score_every_target_once_with_context(stride, num_windows):
+  windows = indexing.Windows(stream_length=23, seq_len=5, seed=0, shuffle=False, tile=True,
+                             eval_stride=stride)
+  assert windows.num_windows == num_windows  # 1 + ceil((23 - 5) / stride)
+  index = np.arange(num_windows)
+  starts = indexing.window_starts(windows, np.zeros_like(index), index)
+  np.testing.assert_array_equal(starts, index * stride)
+  first = windows.first_target(index)
+  targets = np.concatenate([s + np.arange(f, 5) for s, f in zip(starts, first)])
+  np.testing.assert_array_equal(targets[targets < 23], np.arange(1, 23))
+  assert (first[1:] == 5 - stride).all()  # every later target sees >= 5 - stride tokens
+
+
+@pytest.mark.parametrize("stride, tile", [(5, True), (-1, True), (2, False)])
+def test_eval_stride_out_of_range_or_for_training_is_refused(stride, tile):
+  with pytest.raises(ValueError, match="eval_stride"):
+    indexing.Windows(stream_length=23, seq_len=5, seed=0, shuffle=not tile, tile=tile,
+                     eval_stride=stride)
+
+
 def test_shuffled_windows_are_whole_for_every_offset():
   windows = indexing.Windows(stream_length=100, seq_len=8, seed=4, shuffle=True, tile=False)
   offsets = {indexing.window_offset(windows, e) for e in range(200)}
