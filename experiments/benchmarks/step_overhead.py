@@ -128,10 +128,9 @@ def main(argv=None) -> list[dict]:
           f"{r['loop_ms_per_step']:.3f} | {100 * r['overhead_fraction']:.1f}% | "
           f"{100 * r['vs_single_step']:+.1f}% |")
   print(f"\nOne checkpoint save: {saves['save_blocking_ms']:.1f} ms blocking, "
-        f"{saves['save_total_ms']:.1f} ms until written; at a checkpoint every "
-        f"{args.checkpoint_every} steps that is "
-        f"{saves['save_total_ms'] / (args.checkpoint_every * bare_one):.1%} of the bare single "
-        f"step's time")
+        f"{saves['save_total_ms']:.1f} ms until written (on a writer thread): "
+        f"{saves['save_total_ms'] / (args.checkpoint_every * bare_one):.1%} of the time of the "
+        f"{args.checkpoint_every} bare single steps between two checkpoints")
   return results
 
 

@@ -153,6 +153,19 @@ def test_sigterm_late_in_a_step_is_saved_by_the_next_step(tmp_path, monkeypatch)
   assert checkpoint_lib.Checkpointer(tmp_path / "checkpoints", max_to_keep=1).steps() == [4]
 
 
+def test_a_failed_background_save_raises_at_the_next_wait(tmp_path):
+  checkpointer = checkpoint_lib.Checkpointer(tmp_path, max_to_keep=2)
+
+  def disk_full(*args, **kwargs):
+    raise OSError("No space left on device")
+
+  checkpointer._manager.save = disk_full  # pylint: disable=protected-access
+  checkpointer.save(1, {"w": np.ones(3, np.float32)}, {}, {})  # returns: written in background
+  with pytest.raises(OSError, match="No space left"):
+    checkpointer.wait()
+  checkpointer.close()
+
+
 def test_eight_devices_match_one_device(tmp_path):
   flags = ["--config.train.num_steps=20", "--config.train.log_every=1",
            "--config.data.eval_split="]
