@@ -126,6 +126,10 @@ def resolve(user: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if not isinstance(value, int) or value < least:
       raise ConfigError(f"config.train.{key} must be an integer of at least {least} "
                         f"(got {value!r}).")
+  stride, window = config.data.eval_stride, config.data.seq_len
+  if not isinstance(stride, int) or stride < 0 or (window and stride >= window):
+    raise ConfigError(f"config.data.eval_stride must be 0 (windows sharing one token) or an "
+                      f"integer from 1 to seq_len - 1 (got {stride!r}, seq_len {window}).")
   return config
 
 

@@ -323,8 +323,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       eval_metrics = evaluate(state, start) if config.data.eval_split else {}
       samples = sample(state, start) if p_sample is not None else []
   finally:
-    checkpointer.wait()
-    checkpointer.close()
-    writer.close()
+    try:
+      checkpointer.close()  # waits for the last save; raises if it failed
+    finally:
+      writer.close()
   return TrainResult(state=state, eval_metrics=eval_metrics, traces=traces,
                      resumed_from=resumed_from, samples=samples)

@@ -259,6 +259,8 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     (lambda c: c.optim.update(schedule="cosin"), names.UnknownNameError, "constant, cosine"),
     (lambda c: c.train.update(steps_per_call=0), config_lib.ConfigError,
      "train.steps_per_call must be an integer of at least 1"),
+    (lambda c: c.data.update(seq_len=33, eval_stride=33), config_lib.ConfigError,
+     "data.eval_stride must be 0 .* or an integer from 1 to seq_len - 1"),
 ])
 def test_bad_config_is_refused_before_anything_runs(tmp_path, change, error, message):
   config = tiny_config()
