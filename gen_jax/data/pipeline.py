@@ -646,9 +646,9 @@ def _file_reader(name: str, split: str, root: str, seq_len: int | None,
   builder = _builder(name, root)
   source = builder.as_data_source(split=split)
   stream_key = _stream_key(base, builder.info.features)
-  if stream_key is None and (seq_len is not None or eval_stride):
-    raise ValueError(f"seq_len and eval_stride are only for byte-stream datasets; {name!r} has "
-                     f"examples.")
+  for arg, value in (("seq_len", seq_len), ("eval_stride", eval_stride or None)):
+    if stream_key is None and value is not None:
+      raise ValueError(f"{arg} is only for byte-stream datasets; {name!r} has examples.")
   dataset_info = (_toy2d_info(config) if base == builders.Toy2d.name
                   else _builder_info(name, builder, seq_len or DEFAULT_SEQ_LEN))
 

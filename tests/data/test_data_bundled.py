@@ -203,6 +203,12 @@ def test_bad_arguments_are_refused(data_dir):
     _load("digits", "train", 10, data_dir, process_count=4)
   with pytest.raises(ValueError, match="seq_len is only for byte-stream"):
     _load("digits", "train", 8, data_dir, seq_len=16)
+  with pytest.raises(ValueError, match="eval_stride is only for byte-stream"):
+    _eval("digits", "test", 8, data_dir, eval_stride=16)
+  with pytest.raises(ValueError, match="eval_stride 3 must be in 1..seq_len-1"):
+    _eval("python_source/tiny", "test", 8, data_dir, seq_len=3, eval_stride=3)
+  with pytest.raises(ValueError, match="for evaluation windows only"):
+    _load("python_source/tiny", "train", 8, data_dir, seq_len=9, eval_stride=4)
   with pytest.raises(ValueError, match="Unknown split"):
     _load("digits", "validation", 8, data_dir)
   with pytest.raises(ValueError, match="ring8, grid25, swiss_roll, two_moons"):
