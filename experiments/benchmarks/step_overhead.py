@@ -59,7 +59,7 @@ class BareStep:
 
 
 def save_cost_ms(config, state, saves: int = 20) -> dict[str, float]:
-  """Median ms per orbax save of `state` as the loop saves it (async, arrays + data state +
+  """Median ms per checkpoint save of `state` as the loop saves it (arrays, data state, and
   metadata with checksum and config): blocking (the loop waits) and until written."""
   blocking, total = [], []
   config_json = config_lib.to_dict(config)

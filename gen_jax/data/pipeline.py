@@ -532,8 +532,8 @@ def load(name: str, split: str, batch_size: int, seed: int, *, shuffle: bool = T
   order, each predicted from all preceding bytes of its window (on average half a window; with
   `eval_stride` s, window j starts at j * s and scores only its last s targets, so each byte
   after the first window is predicted from at least seq_len - s bytes, at (seq_len - 1) / s
-  times the compute). Otherwise windows are whole, at
-  an offset drawn per epoch from the seed (0 without shuffling), in a shuffled order.
+  times the compute). Otherwise windows are whole, at an offset drawn per epoch from the seed
+  (0 without shuffling), in a shuffled order.
 
   Args:
     name: "digits", "toy2d/ring8" (also grid25, swiss_roll, two_moons), "python_source" (or
