@@ -130,13 +130,12 @@ class Windows:
 
   @property
   def stride(self) -> int:
-    return self.eval_stride if self.tile and self.eval_stride else self.seq_len - 1
+    return self.eval_stride or self.seq_len - 1  # eval_stride is only set for tiling
 
   def first_target(self, index: np.ndarray) -> np.ndarray:
-    """The first scored position of windows `index`: 1 for window 0 (and every training
-    window), `seq_len - stride` for later evaluation windows."""
-    later = self.seq_len - self.stride if self.tile else 1
-    return np.where(index == 0, 1, later)
+    """The first scored position of windows `index`: 1 for window 0, `seq_len - stride` for
+    later ones (also 1 unless `eval_stride` is set)."""
+    return np.where(index == 0, 1, self.seq_len - self.stride)
 
   @property
   def max_offset(self) -> int:

@@ -639,7 +639,7 @@ def _fresh_reader(name: str, split: str, num_epochs: int | None, seq_len: int | 
 
 
 def _file_reader(name: str, split: str, root: str, seq_len: int | None,
-                 in_memory: bool | None, plan_args: Mapping[str, Any], eval_stride: int = 0
+                 in_memory: bool | None, plan_args: Mapping[str, Any], eval_stride: int
                  ) -> tuple[DatasetInfo, StepReader, int | None]:
   """Batches of a prepared split: its examples, or windows of its byte stream."""
   base, config, _ = _parse_name(name)
