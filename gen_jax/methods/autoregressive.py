@@ -28,6 +28,7 @@ def default_model_config() -> dict[str, Any]:
   return dict(
       vocab_size=256, num_layers=4, num_heads=4, d_model=128, d_ff=512, max_len=256,
       dropout_rate=0.0, positions="learned", norm="layer", tie_embeddings=True,
+      rope_fraction=1.0, norm_params=True, activation="gelu",
       label_smoothing=0.0,
       # What the loop's periodic samples look like (experiments/sample.py takes its own flags).
       sample_prompt="def ", sample_length=192, temperature=0.8, top_k=0, top_p=0.95)
@@ -125,7 +126,8 @@ def from_config(config: ml_collections.ConfigDict) -> Autoregressive:
   network = Transformer(
       vocab_size=m.vocab_size, num_layers=m.num_layers, num_heads=m.num_heads,
       d_model=m.d_model, d_ff=m.d_ff, max_len=m.max_len, dropout_rate=m.dropout_rate,
-      positions=m.positions, norm=m.norm, tie_embeddings=m.tie_embeddings)
+      positions=m.positions, norm=m.norm, tie_embeddings=m.tie_embeddings,
+      rope_fraction=m.rope_fraction, norm_params=m.norm_params, activation=m.activation)
   return Autoregressive(
       network=network, label_smoothing=m.label_smoothing,
       sample_prompt=tuple(m.sample_prompt.encode("utf-8")), sample_length=m.sample_length,

@@ -28,6 +28,7 @@ References:
   Zhang and Sennrich, "Root mean square layer normalization", 2019 (RMSNorm).
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -40,6 +41,9 @@ Dtype = Any
 
 _NORMS = {"layer": nn.LayerNorm, "rms": nn.RMSNorm}
 _POSITIONS = ("learned", "rope")
+# The MLP's nonlinearity. squared_relu is relu(x) ** 2 (So et al., 2021).
+_ACTIVATIONS = {"gelu": nn.gelu, "relu": nn.relu,
+                "squared_relu": lambda x: jnp.square(nn.relu(x))}
 _EMBED_INIT = nn.initializers.normal(stddev=0.02)
 
 
@@ -63,10 +67,15 @@ def rope_tables(position_ids: Array, head_dim: int, base: float = 10000.0) -> tu
 
 
 def apply_rope(x: Array, sin: Array, cos: Array) -> Array:
-  """Rotates `x` `[batch, length, heads, head_dim]` by the tables of `rope_tables`."""
-  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
-  rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-  return rotated.astype(x.dtype)
+  """Rotates `x` `[batch, length, heads, head_dim]` by the tables of `rope_tables`. Tables built
+  for `rotary_dims < head_dim` rotate the first `rotary_dims` channels and leave the others as
+  they are (partial rotary embeddings, as in GPT-NeoX)."""
+  rotary_dims = 2 * sin.shape[-1]
+  x1, x2 = jnp.split(x[..., :rotary_dims].astype(jnp.float32), 2, axis=-1)
+  parts = [x1 * cos - x2 * sin, x2 * cos + x1 * sin]
+  if rotary_dims < x.shape[-1]:
+    parts.append(x[..., rotary_dims:].astype(jnp.float32))
+  return jnp.concatenate(parts, axis=-1).astype(x.dtype)
 
 
 def _dense(x: Array, dense: nn.Dense) -> Array:
@@ -182,12 +191,20 @@ class CausalSelfAttention(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-  """Pre-norm block: `x + attn(norm(x))`, then `h + mlp(norm(h))`, with residual dropout."""
+  """Pre-norm block: `x + attn(norm(x))`, then `h + mlp(norm(h))`, with residual dropout.
+
+  `norm_params=False` drops the two norms' scale and bias: each norm's output goes straight into
+  a Dense layer, whose weights and bias can absorb them, so the block computes the same family
+  of functions with fewer elementwise operations (on CPU, XLA materialises the broadcast
+  scale); only the optimisation (initialisation, weight decay, Adam's per-weight steps) differs.
+  """
 
   num_heads: int
   d_ff: int
   dropout_rate: float = 0.0
   norm: str = "layer"
+  norm_params: bool = True
+  activation: str = "gelu"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -195,6 +212,11 @@ class DecoderBlock(nn.Module):
   def __call__(self, x: Array, mask: Array, rope: tuple[Array, Array] | None, decode: bool,
                cache_index: Array | None, deterministic: bool) -> Array:
     norm = _NORMS[self.norm]
+    if not self.norm_params:
+      # Each norm feeds a Dense layer, which can absorb a scale (and a bias) into its weights.
+      no_params = {"use_scale": False} if self.norm == "rms" else {"use_scale": False,
+                                                                      "use_bias": False}
+      norm = functools.partial(norm, **no_params)
     shape = x.shape
     x = x.reshape(-1, shape[-1])  # [batch * length, d_model]: see `_dense`
     h = norm(dtype=self.dtype, param_dtype=self.param_dtype, name="attention_norm")(x)
@@ -205,7 +227,7 @@ class DecoderBlock(nn.Module):
     h = norm(dtype=self.dtype, param_dtype=self.param_dtype, name="mlp_norm")(x)
     h = nn.Dense(self.d_ff, dtype=self.dtype, param_dtype=self.param_dtype, name="mlp_in")(h)
     h = nn.Dense(shape[-1], dtype=self.dtype, param_dtype=self.param_dtype, name="mlp_out")(
-        nn.gelu(h))
+        _ACTIVATIONS[self.activation](h))
     return (x + nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)).reshape(shape)
 
 
@@ -219,7 +241,12 @@ class DecoderStack(nn.Module):
     max_len: the most positions (learned table size, cache length).
     dropout_rate: residual and embedding dropout, active when `deterministic=False`.
     positions: "learned" (an added `[max_len, d_model]` table) or "rope" (rotary queries/keys).
+    rope_fraction: with rope, the fraction of each head's channels that are rotated (rounded to
+      an even number, at least 2); the others carry no position.
     norm: "layer" (LayerNorm) or "rms" (RMSNorm).
+    norm_params: learn the blocks' norm scales (and LayerNorm biases); see `DecoderBlock`. The
+      final norm always has them.
+    activation: the MLP's nonlinearity, "gelu" (tanh approximation), "relu" or "squared_relu".
     dtype: computation dtype; parameters are `param_dtype`; softmax runs in float32.
   """
 
@@ -231,6 +258,9 @@ class DecoderStack(nn.Module):
   positions: str = "learned"
   norm: str = "layer"
   rope_base: float = 10000.0
+  rope_fraction: float = 1.0
+  norm_params: bool = True
+  activation: str = "gelu"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -281,22 +311,32 @@ class DecoderStack(nn.Module):
       table = self.param("pos_embedding", _EMBED_INIT, (self.max_len, d_model), self.param_dtype)
       x = x + jnp.take(table, position_ids, axis=0).astype(x.dtype)
     else:
-      rope = rope_tables(position_ids, d_model // self.num_heads, self.rope_base)
+      rope = rope_tables(position_ids, self._rotary_dims(d_model), self.rope_base)
 
     x = nn.Dropout(self.dropout_rate)(x.astype(self.dtype), deterministic=deterministic)
     for layer in range(self.num_layers):
-      x = DecoderBlock(self.num_heads, self.d_ff, self.dropout_rate, self.norm, self.dtype,
-                       self.param_dtype, name=f"block_{layer}")(
+      x = DecoderBlock(self.num_heads, self.d_ff, self.dropout_rate, self.norm,
+                       self.norm_params, self.activation, self.dtype, self.param_dtype,
+                       name=f"block_{layer}")(
                            x, mask, rope, decode, cache_index, deterministic)
     return _NORMS[self.norm](dtype=self.dtype, param_dtype=self.param_dtype, name="final_norm")(x)
+
+  def _rotary_dims(self, d_model: int) -> int:
+    head_dim = d_model // self.num_heads
+    return max(2, 2 * round(head_dim * self.rope_fraction / 2))
 
   def _check(self, length: int, d_model: int):
     if self.positions not in _POSITIONS:
       raise ValueError(f"positions must be one of {_POSITIONS}, got {self.positions!r}.")
     if self.norm not in _NORMS:
       raise ValueError(f"norm must be one of {tuple(_NORMS)}, got {self.norm!r}.")
+    if self.activation not in _ACTIVATIONS:
+      raise ValueError(f"activation must be one of {tuple(_ACTIVATIONS)}, got "
+                       f"{self.activation!r}.")
     if d_model % self.num_heads:
       raise ValueError(f"d_model={d_model} is not divisible by num_heads={self.num_heads}.")
+    if not 0.0 < self.rope_fraction <= 1.0:
+      raise ValueError(f"rope_fraction must be in (0, 1], got {self.rope_fraction}.")
     if self.positions == "rope" and (d_model // self.num_heads) % 2:
       raise ValueError(f"rope needs an even head_dim; got d_model / num_heads = "
                        f"{d_model // self.num_heads}.")
@@ -316,7 +356,10 @@ class Transformer(nn.Module):
     max_len: the longest sequence (learned position table, KV-cache length).
     dropout_rate: residual and embedding dropout, active when `deterministic=False`.
     positions: "learned" or "rope".
+    rope_fraction: with rope, the fraction of each head's channels rotated (see `DecoderStack`).
     norm: "layer" or "rms".
+    norm_params: learn the blocks' norm scales and biases (see `DecoderBlock`).
+    activation: "gelu", "relu" or "squared_relu" (the MLP's nonlinearity).
     tie_embeddings: project to logits with the transposed token embedding, else a separate Dense.
     dtype: computation dtype (e.g. `jnp.bfloat16`); logits are returned as float32.
     param_dtype: parameter dtype.
@@ -332,6 +375,9 @@ class Transformer(nn.Module):
   positions: str = "learned"
   norm: str = "layer"
   tie_embeddings: bool = True
+  rope_fraction: float = 1.0
+  norm_params: bool = True
+  activation: str = "gelu"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -352,7 +398,9 @@ class Transformer(nn.Module):
     embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=_EMBED_INIT, dtype=self.dtype,
                      param_dtype=self.param_dtype, name="embed")
     h = DecoderStack(self.num_layers, self.num_heads, self.d_ff, self.max_len, self.dropout_rate,
-                     self.positions, self.norm, dtype=self.dtype, param_dtype=self.param_dtype,
+                     self.positions, self.norm, rope_fraction=self.rope_fraction,
+                     norm_params=self.norm_params,
+                     activation=self.activation, dtype=self.dtype, param_dtype=self.param_dtype,
                      name="decoder")(embed(tokens), position_ids=position_ids,
                                      deterministic=deterministic, decode=decode)
     if self.tie_embeddings:

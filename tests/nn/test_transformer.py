@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax.nn.transformer import CausalSelfAttention, DecoderStack, Transformer
+from gen_jax.nn.transformer import (CausalSelfAttention, DecoderStack, Transformer,
+                                    apply_rope, rope_tables)
 from gen_jax.sampling import decoding
 
 VOCAB, MAX_LEN, BATCH = 13, 12, 3
@@ -36,7 +37,9 @@ def random_tokens(seed, length=MAX_LEN):
 
 CONFIGS = [dict(positions="learned"), dict(positions="rope"),
            dict(positions="rope", norm="rms", tie_embeddings=True),
-           dict(positions="learned", tie_embeddings=True)]
+           dict(positions="learned", tie_embeddings=True),
+           dict(positions="learned", norm="rms", norm_params=False, activation="squared_relu"),
+           dict(positions="rope", rope_fraction=0.5)]
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -112,10 +115,12 @@ def test_cached_step_jit_equals_no_jit():
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), cache_jit, cache_eager)
 
 
-def test_rope_logits_are_invariant_to_a_position_offset():
-  # Rotary attention scores depend on relative positions only.
-  _, params, full, _ = setup(positions="rope")
-  model = make_model(positions="rope")
+@pytest.mark.parametrize("rope_fraction", [1.0, 0.5])
+def test_rope_logits_are_invariant_to_a_position_offset(rope_fraction):
+  # Rotary attention scores depend on relative positions only (the unrotated channels of a
+  # partial rotation on none).
+  _, params, full, _ = setup(positions="rope", rope_fraction=rope_fraction)
+  model = make_model(positions="rope", rope_fraction=rope_fraction)
   tokens = random_tokens(4, 8)
   with_ids = jax.jit(lambda model, params, ids: model.apply({"params": params}, tokens,
                                                           position_ids=ids), static_argnums=0)
@@ -129,6 +134,19 @@ def test_rope_logits_are_invariant_to_a_position_offset():
   assert np.abs(moved - explicit).max() > 1e-3
 
 
+def test_partial_rope_rotates_only_the_first_channels():
+  x = jax.random.normal(jax.random.key(0), (2, 5, 3, 8))
+  ids = jnp.arange(5)[None] + 7
+  partial = apply_rope(x, *rope_tables(ids, 4))
+  np.testing.assert_array_equal(partial[..., 4:], x[..., 4:])
+  np.testing.assert_allclose(partial[..., :4], apply_rope(x[..., :4], *rope_tables(ids, 4)),
+                             atol=1e-6)
+  # Rotations keep each channel pair's norm and change its direction.
+  pair_norm = lambda y: jnp.hypot(y[..., :2], y[..., 2:4])
+  np.testing.assert_allclose(pair_norm(partial), pair_norm(x), rtol=1e-5)
+  assert np.abs(partial[..., :4] - x[..., :4]).max() > 0.1
+
+
 def test_parameter_shapes_and_tying():
   _, untied, _, _ = setup(positions="learned")
   _, tied, _, _ = setup(positions="learned", tie_embeddings=True)
@@ -139,6 +157,37 @@ def test_parameter_shapes_and_tying():
   assert untied["decoder"]["pos_embedding"].shape == (MAX_LEN, 32)
   _, rope, _, _ = setup(positions="rope")
   assert "pos_embedding" not in rope["decoder"]
+
+
+@pytest.mark.parametrize("norm", ["layer", "rms"])
+def test_block_norm_params_fold_into_the_next_dense_layer(norm):
+  # Oracle: a block's norm, with scale s and bias c, feeds a Dense layer (W, b), and
+  # (x_hat * s + c) @ W + b = x_hat @ (s[:, None] * W) + (c @ W + b). So the model without the
+  # blocks' norm parameters, given the folded Dense weights, computes the same logits.
+  _, params, full, _ = setup(positions="learned", norm=norm)
+  rng = np.random.default_rng(0)
+  with_norms = jax.tree.map(np.array, params)  # copies: setup's parameters are cached
+  folded = jax.tree.map(np.array, params)
+  for layer in range(2):
+    block, folded_block = with_norms["decoder"][f"block_{layer}"], folded["decoder"][
+        f"block_{layer}"]
+    for norm_name, dense_path in (("attention_norm", ("attention", "qkv")),
+                                  ("mlp_norm", ("mlp_in",))):
+      scale = rng.uniform(0.5, 1.5, size=32).astype(np.float32)
+      block[norm_name]["scale"] = scale
+      bias = np.zeros(32, np.float32)
+      if norm == "layer":
+        bias = block[norm_name]["bias"] = rng.normal(size=32).astype(np.float32)
+      del folded_block[norm_name]
+      dense = functools.reduce(dict.__getitem__, dense_path, folded_block)
+      dense["bias"] = dense["bias"] + bias @ dense["kernel"]
+      dense["kernel"] = scale[:, None] * dense["kernel"]
+  model = make_model(positions="learned", norm=norm, norm_params=False)
+  tokens = random_tokens(4)
+  without = jax.jit(model.apply)({"params": folded}, tokens)
+  np.testing.assert_allclose(without, full(with_norms, tokens), atol=1e-4)
+  # The random scales matter: the same weights unfolded give different logits.
+  assert np.abs(without - full(params, tokens)).max() > 1e-2
 
 
 def test_dropout_only_when_not_deterministic():
@@ -176,6 +225,8 @@ def test_decoder_stack_takes_embedded_inputs():
 @pytest.mark.parametrize("overrides,message", [
     (dict(positions="sinusoidal"), "positions"),
     (dict(norm="batch"), "norm"),
+    (dict(activation="swish"), "activation"),
+    (dict(positions="rope", rope_fraction=0.0), "rope_fraction"),
     (dict(num_heads=5), "divisible"),
     (dict(positions="rope", num_heads=32), "even head_dim"),
 ])
