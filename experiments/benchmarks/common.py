@@ -37,6 +37,28 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   return module.get_config(arg)
 
 
+def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]
+                    ) -> ml_collections.ConfigDict:
+  """Sets each `"section.key=value"` of `overrides` in `config`, the value parsed as the type of
+  the value it replaces (`True`/`False` for booleans); returns `config`."""
+  for override in overrides:
+    path, sep, text = override.partition("=")
+    section, _, key = path.partition(".")
+    if not sep or section not in config or key not in config[section]:
+      sections = [k for k, v in config.items() if isinstance(v, ml_collections.ConfigDict)]
+      raise ValueError(f"Override {override!r}: expected section.key=value with a key the config "
+                       f"has (sections: {', '.join(sections)}).")
+    old = config[section][key]
+    if isinstance(old, bool):
+      if text not in ("True", "False"):
+        raise ValueError(f"Override {override!r}: {path} is a boolean, write True or False.")
+      value = text == "True"
+    else:
+      value = text if isinstance(old, str) else type(old)(text)
+    config[section][key] = value
+  return config
+
+
 class Rows(list):
   """A benchmark's results: `emit(row)` keeps the row and prints it as one JSON line."""
 
@@ -143,3 +165,17 @@ def compiled_train_step(config: ml_collections.ConfigDict, steps_per_call: int =
   state, metrics = fn(state, device_batch)  # compiles; the donated state is replaced
   jax.block_until_ready(metrics)
   return fn, state, device_batch
+
+
+def bare_step_times(config: ml_collections.ConfigDict, repeats: int, steps: int) -> list[float]:
+  """Seconds per step of `config`'s jitted train step called back to back on one batch already
+  on the devices (`compiled_train_step`): `repeats` timings of `steps` calls each."""
+  fn, state, batch = compiled_train_step(config)
+  times = []
+  for _ in range(repeats):
+    tic = time.perf_counter()
+    for _ in range(steps):
+      state, metrics = fn(state, batch)
+    jax.block_until_ready(metrics)
+    times.append((time.perf_counter() - tic) / steps)
+  return times

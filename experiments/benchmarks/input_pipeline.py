@@ -107,11 +107,11 @@ def markdown_table(rows: Sequence[tuple[str, dict]]) -> str:
 
 def consumption(config_name: str) -> dict:
   """The config's own pipeline throughput against its train step's consumption, in examples/s."""
-  import step_overhead  # pylint: disable=import-outside-toplevel
+  import common  # pylint: disable=import-outside-toplevel
   from gen_jax.train import config as config_lib  # pylint: disable=import-outside-toplevel
   from gen_jax.train import loop  # pylint: disable=import-outside-toplevel
 
-  config = config_lib.resolve(step_overhead.load_config(config_name))
+  config = config_lib.resolve(common.load_config(config_name))
   it = loop.load_data(config, config.data.train_split, train=True)
   for _ in range(_WARMUP.value):
     next(it)
@@ -121,8 +121,7 @@ def consumption(config_name: str) -> dict:
     for _ in range(_NUM_BATCHES.value):
       next(it)
     seconds.append((time.perf_counter() - start) / _NUM_BATCHES.value)
-  step_s = statistics.median(step_overhead.bare_step_times(config, repeats=_PASSES.value,
-                                                           steps=20))
+  step_s = statistics.median(common.bare_step_times(config, repeats=_PASSES.value, steps=20))
   batch = config.data.batch_size
   pipeline = batch / statistics.median(seconds)
   return {"config": config_name, "batch_size": batch, "pipeline_examples_per_s": round(pipeline),

@@ -2,6 +2,8 @@
 against xz computed in the same run, and the training step's speed against plain `jnp.dot`.
 
     python experiments/benchmarks/lm_python.py [--steps 5000] [--workdir runs/bench_lm_python]
+        [--set optim.learning_rate=4e-3 --set model.positions=learned ...] [--evals 6]
+    python experiments/benchmarks/lm_python.py --score WORKDIR [WORKDIR ...]
 
 Baselines (LZMA preset 9 | EXTREME, i.e. `xz -9e`):
   unconditioned: 8 * |xz(held-out)| / |held-out|
@@ -10,6 +12,9 @@ Baselines (LZMA preset 9 | EXTREME, i.e. `xz -9e`):
 Minutes count from the start of training (compilation included); "training minutes" leave out
 the time spent evaluating (each eval row logs its `seconds`), which depends on how often one
 evaluates and on `data.eval_stride`, not on the training.
+After training (or, with `--score`, for existing workdirs instead of training), the held-out
+bits/byte by position in non-overlapping windows, averaged over 8 ranges of 32 positions: how
+much each model gains from context.
 Speed: the model's training FLOP/s (6 * parameters * tokens for the dense layers plus the
 attention products, forward and backward) over the FLOP/s of a float32 `jnp.dot` of the
 model's largest matmul shape, both timed in this process.
@@ -24,11 +29,14 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 
 from gen_jax.data import corpus
-from gen_jax.train.loop import train_and_evaluate
+from gen_jax.methods import autoregressive
+from gen_jax.train.loop import load_checkpoint, load_data, train_and_evaluate
 
-from common import load_config  # pylint: disable=wrong-import-order
+from common import apply_overrides, load_config  # pylint: disable=wrong-import-order
 
 
 def xz_bits_per_byte(train: bytes, held_out: bytes) -> dict[str, float]:
@@ -63,12 +71,57 @@ def train_flops_per_token(m) -> float:
   return 6.0 * (dense + attention)
 
 
+def bits_by_position(workdir: str, buckets: int = 8) -> dict[str, float]:
+  """Held-out bits/byte of the newest checkpoint in `workdir` at each position of non-overlapping
+  windows, averaged over `buckets` equal ranges of positions (the first range has the least
+  context)."""
+  config, method, state = load_checkpoint(workdir)
+  config.data.eval_stride = 0
+  params = state.variables()["params"][autoregressive.PLAYER]
+
+  @jax.jit
+  def sums_and_counts(tokens, weights):
+    logits = method.network.apply({"params": params}, tokens[:, :-1])
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:])
+    return jnp.sum(nll * weights, axis=0), jnp.sum(weights, axis=0)
+
+  sums = counts = 0.0
+  for batch in load_data(config, config.data.eval_split, train=False):
+    tokens = jnp.asarray(batch["tokens"])
+    mask = batch["mask"][:, 1:] if "mask" in batch else np.ones(tokens[:, 1:].shape)
+    batch_sums, batch_counts = sums_and_counts(tokens, jnp.asarray(mask, jnp.float32))
+    sums, counts = sums + np.asarray(batch_sums), counts + np.asarray(batch_counts)
+  per_position = sums / np.maximum(counts, 1.0) / np.log(2)
+  parts = np.array_split(np.arange(len(per_position)), buckets)
+  return {f"{p[0]}-{p[-1]}": float(per_position[p].mean()) for p in parts}
+
+
+def print_bits_by_position(workdirs: list[str]) -> None:
+  rows = {workdir: bits_by_position(workdir) for workdir in workdirs}
+  for workdir, bits in rows.items():
+    print(json.dumps({"workdir": workdir, "bits_by_position": bits}))
+  labels = next(iter(rows.values())).keys()
+  print("\n| workdir \\ positions | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels))
+  for workdir, bits in rows.items():
+    print(f"| {workdir} | " + " | ".join(f"{b:.3f}" for b in bits.values()) + " |")
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--steps", type=int, default=0, help="0: the config's num_steps")
   parser.add_argument("--config", default="lm_python")
   parser.add_argument("--workdir", default="runs/bench_lm_python")
+  parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                      help="a config override (repeatable), e.g. optim.learning_rate=4e-3")
+  parser.add_argument("--evals", type=int, default=0,
+                      help="evaluations, evenly spaced, the last at the end (0: every "
+                      "train.eval_every steps and at the end, as the config trains)")
+  parser.add_argument("--score", nargs="+", default=[], metavar="WORKDIR",
+                      help="only print the bits by position of these trained workdirs")
   args = parser.parse_args(argv)
+  if args.score:
+    print_bits_by_position(args.score)
+    return
 
   root = corpus.stdlib_root()
   files = corpus.split_files(corpus.list_files(root))
@@ -80,10 +133,11 @@ def main(argv=None):
   print(json.dumps({"held_out_bytes": len(held_bytes), "train_bytes": len(train_bytes),
                     **baselines}), flush=True)
 
-  config = load_config(args.config)
+  config = apply_overrides(load_config(args.config), args.set)
   if args.steps:
     config.train.num_steps = args.steps
-  config.train.eval_every = -(-config.train.num_steps // 6)  # 6 evaluations, the last at the end
+  if args.evals:
+    config.train.eval_every = -(-config.train.num_steps // args.evals)
   start = time.time()
   train_and_evaluate(config, args.workdir)
   rows = [json.loads(l) for l in (Path(args.workdir) / "metrics.jsonl").read_text().splitlines()]
@@ -112,6 +166,7 @@ def main(argv=None):
   print(f"| xz -9e, conditioned on the training text | | | {baselines['xz_conditioned']:.3f} |")
   print(f"\ntraining: {result['tokens_per_sec']:.0f} tokens/s, {result['model_gflops']:.1f} "
         f"GFLOP/s = {100 * result['fraction_of_dot']:.0f}% of jnp.dot's {result['dot_gflops']:.1f}")
+  print_bits_by_position([args.workdir])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Where the byte-level LM's training step spends its time, as a fraction of `jnp.dot`'s FLOP/s.
 
     python experiments/benchmarks/lm_step.py [--config lm_python] [--rounds 9] [--iters 5]
-        [--baseline_ref HEAD]
+        [--baseline_ref HEAD] [--variant gelu:model.activation=gelu,model.norm=layer ...]
 
 Times, side by side in one process and alternating (so that every variant sees the same machine
 load): the forward pass (loss only), forward + backward (`value_and_grad` of the loss), the full
@@ -9,7 +9,8 @@ train step (gradients + AdamW, jitted with the state donated, on one device), an
 `jnp.dot` of the model's largest matmul shape `[batch * length, d_model] x [d_model, d_ff]`. With
 `--baseline_ref`, the same three model timings are also taken for `gen_jax/nn/transformer.py` as
 it is at that git revision, so that a change to the module is measured against the old one under
-the same load. Model FLOPs are `train_flops_per_token` of experiments/benchmarks/lm_python.py
+the same load; each `--variant NAME:SECTION.KEY=VALUE,...` adds the same timings for the config
+with those overrides (its own batch's FLOPs; the `jnp.dot` keeps the config's shape). Model FLOPs are `train_flops_per_token` of experiments/benchmarks/lm_python.py
 (the forward pass counts one third of them). The batch is random tokens of the config's shape, so
 no data is read. Prints one JSON line per variant and part, and a Markdown table of medians.
 """
@@ -34,7 +35,7 @@ from gen_jax.train import optimizers as optimizers_lib
 from gen_jax.train import step as step_lib
 
 from lm_python import train_flops_per_token  # pylint: disable=wrong-import-order
-from common import load_config  # pylint: disable=wrong-import-order
+from common import apply_overrides, load_config  # pylint: disable=wrong-import-order
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,17 +99,27 @@ def main(argv=None) -> list[dict]:
   parser.add_argument("--rounds", type=int, default=9)
   parser.add_argument("--iters", type=int, default=5, help="calls per timing")
   parser.add_argument("--baseline_ref", default="", help="git revision to compare against")
+  parser.add_argument("--variant", action="append", default=[],
+                      metavar="NAME:SECTION.KEY=VALUE,...", help="config overrides to time too")
   args = parser.parse_args(argv)
 
   config = load_config(args.config)
   m, d = config.model, config.data
   tokens = d.batch_size * (d.seq_len - 1)
-  step_flops = train_flops_per_token(m) * tokens
-  flops = {"forward": step_flops / 3, "forward+backward": step_flops, "train_step": step_flops}
+
+  def step_flops(c):
+    return train_flops_per_token(c.model) * c.data.batch_size * (c.data.seq_len - 1)
 
   variants = {"current": make_fns(config)}
+  flops = {"current": step_flops(config)}
   if args.baseline_ref:
     variants[args.baseline_ref] = make_fns(config, transformer_at(args.baseline_ref))
+    flops[args.baseline_ref] = flops["current"]
+  for spec in args.variant:
+    name, _, overrides = spec.partition(":")
+    variant_config = apply_overrides(load_config(args.config), overrides.split(","))
+    variants[name] = make_fns(variant_config)
+    flops[name] = step_flops(variant_config)
   a = jnp.ones((tokens, m.d_model), jnp.float32)
   b = jnp.ones((m.d_model, m.d_ff), jnp.float32)
   dot = jax.jit(jnp.dot)
@@ -135,7 +146,7 @@ def main(argv=None) -> list[dict]:
     step_sec = statistics.median(times[(variant, "train_step")])
     for part in ("forward", "forward+backward", "train_step"):
       sec = statistics.median(times[(variant, part)])
-      gflops = flops[part] / sec / 1e9
+      gflops = flops[variant] / (3 if part == "forward" else 1) / sec / 1e9
       result = {"config": args.config, "variant": variant, "part": part,
                 "ms": round(sec * 1e3, 3), "share_of_step": round(sec / step_sec, 3),
                 "gflops": round(gflops, 2), "dot_gflops": round(dot_flops / 1e9, 2),

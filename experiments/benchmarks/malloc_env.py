@@ -22,19 +22,10 @@ MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31),
 HERE = Path(__file__).resolve().parent
 
 CHILD = """
-import json, statistics, sys, time
-import jax
+import json, statistics, sys
 sys.path.insert(0, {here!r})
-from common import compiled_train_step, load_config
-fn, state, batch = compiled_train_step(load_config({config!r}))
-times = []
-for _ in range(5):
-  tic = time.perf_counter()
-  for _ in range({steps}):
-    state, metrics = fn(state, batch)
-  jax.block_until_ready(metrics)
-  times.append((time.perf_counter() - tic) / {steps})
-print(json.dumps(statistics.median(times)))
+from common import bare_step_times, load_config
+print(json.dumps(statistics.median(bare_step_times(load_config({config!r}), 5, {steps}))))
 """
 
 

@@ -26,6 +26,9 @@ References:
     decoder-only, tied embeddings, N(0, 0.02) embedding init).
   Su et al., "RoFormer: Enhanced transformer with rotary position embedding", 2021 (rope).
   Zhang and Sennrich, "Root mean square layer normalization", 2019 (RMSNorm).
+  Black et al., "GPT-NeoX-20B", 2022 (rotary embeddings on part of each head).
+  So et al., "Primer: searching for efficient transformers for language modeling", 2021
+    (squared ReLU).
 """
 
 import functools
@@ -41,7 +44,7 @@ Dtype = Any
 
 _NORMS = {"layer": nn.LayerNorm, "rms": nn.RMSNorm}
 _POSITIONS = ("learned", "rope")
-# The MLP's nonlinearity. squared_relu is relu(x) ** 2 (So et al., 2021).
+# The MLP's nonlinearity; squared_relu is relu(x) ** 2.
 _ACTIVATIONS = {"gelu": nn.gelu, "relu": nn.relu,
                 "squared_relu": lambda x: jnp.square(nn.relu(x))}
 _EMBED_INIT = nn.initializers.normal(stddev=0.02)
@@ -144,9 +147,10 @@ class CausalSelfAttention(nn.Module):
     qkv = _dense(x, nn.Dense(3 * d_model, dtype=self.dtype, param_dtype=self.param_dtype,
                              name="qkv"))
     qkv = qkv.reshape(batch, length, 3, self.num_heads, head_dim)
-    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each [batch, length, heads, head_dim]
-    if rope is not None:
-      q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+    qk, v = qkv[:, :, :2], qkv[:, :, 2]
+    if rope is not None:  # one rotation of queries and keys together: [..., 2, heads, head_dim]
+      qk = apply_rope(qk, *(table[:, :, None] for table in rope))
+    q, k = qk[:, :, 0], qk[:, :, 1]  # each [batch, length, heads, head_dim]
 
     if decode:
       cached_key = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
