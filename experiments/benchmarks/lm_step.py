@@ -10,8 +10,9 @@ train step (gradients + AdamW, jitted with the state donated, on one device), an
 `--baseline_ref`, the same three model timings are also taken for `gen_jax/nn/transformer.py` as
 it is at that git revision, so that a change to the module is measured against the old one under
 the same load; each `--variant NAME:SECTION.KEY=VALUE,...` adds the same timings for the config
-with those overrides (its own batch's FLOPs; the `jnp.dot` keeps the config's shape). Model FLOPs are `train_flops_per_token` of experiments/benchmarks/lm_python.py
-(the forward pass counts one third of them). The batch is random tokens of the config's shape, so
+with those overrides (its own batch's FLOPs; the `jnp.dot` keeps the config's shape). Model
+FLOPs are `train_flops_per_token` of experiments/benchmarks/lm_python.py (the forward pass
+counts one third of them). The batch is random tokens of the config's shape, so
 no data is read. Prints one JSON line per variant and part, and a Markdown table of medians.
 """
 

@@ -58,7 +58,8 @@ def rope_tables(position_ids: Array, head_dim: int, base: float = 10000.0) -> tu
 
   Args:
     position_ids: `[batch, length]` int positions (batch may be 1 to broadcast).
-    head_dim: even size of one attention head.
+    head_dim: the even number of rotated channels: the size of one attention head, or fewer
+      for a partial rotation (see `apply_rope`).
     base: wavelength base.
 
   Returns:
@@ -70,9 +71,10 @@ def rope_tables(position_ids: Array, head_dim: int, base: float = 10000.0) -> tu
 
 
 def apply_rope(x: Array, sin: Array, cos: Array) -> Array:
-  """Rotates `x` `[batch, length, heads, head_dim]` by the tables of `rope_tables`. Tables built
-  for `rotary_dims < head_dim` rotate the first `rotary_dims` channels and leave the others as
-  they are (partial rotary embeddings, as in GPT-NeoX)."""
+  """Rotates `x` `[batch, length, ..., head_dim]` (e.g. `[..., heads, head_dim]`) by the tables
+  of `rope_tables`, which must broadcast against its leading axes. Tables built for
+  `rotary_dims < head_dim` rotate the first `rotary_dims` channels and leave the others as they
+  are (partial rotary embeddings, as in GPT-NeoX)."""
   rotary_dims = 2 * sin.shape[-1]
   x1, x2 = jnp.split(x[..., :rotary_dims].astype(jnp.float32), 2, axis=-1)
   parts = [x1 * cos - x2 * sin, x2 * cos + x1 * sin]
