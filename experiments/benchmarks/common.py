@@ -167,15 +167,18 @@ def compiled_train_step(config: ml_collections.ConfigDict, steps_per_call: int =
   return fn, state, device_batch
 
 
-def bare_step_times(config: ml_collections.ConfigDict, repeats: int, steps: int) -> list[float]:
-  """Seconds per step of `config`'s jitted train step called back to back on one batch already
-  on the devices (`compiled_train_step`): `repeats` timings of `steps` calls each."""
-  fn, state, batch = compiled_train_step(config)
-  times = []
-  for _ in range(repeats):
+class BareStep:
+  """The loop's jitted function (`steps_per_call` steps per call; 0: the lone step), compiled
+  once and called back to back on batches already on the device."""
+
+  def __init__(self, config, steps_per_call: int):
+    self.fn, self.state, self.batch = compiled_train_step(config, steps_per_call)
+    self.per_call = max(steps_per_call, 1)
+
+  def seconds_per_step(self, steps: int) -> float:
+    calls = max(1, steps // self.per_call)
     tic = time.perf_counter()
-    for _ in range(steps):
-      state, metrics = fn(state, batch)
-    jax.block_until_ready(metrics)
-    times.append((time.perf_counter() - tic) / steps)
-  return times
+    for _ in range(calls):
+      self.state, metrics = self.fn(self.state, self.batch)
+    jax.block_until_ready((self.state, metrics))
+    return (time.perf_counter() - tic) / (calls * self.per_call)

@@ -121,7 +121,8 @@ def consumption(config_name: str) -> dict:
     for _ in range(_NUM_BATCHES.value):
       next(it)
     seconds.append((time.perf_counter() - start) / _NUM_BATCHES.value)
-  step_s = statistics.median(common.bare_step_times(config, repeats=_PASSES.value, steps=20))
+  step = common.BareStep(config, steps_per_call=0)
+  step_s = statistics.median(step.seconds_per_step(20) for _ in range(_PASSES.value))
   batch = config.data.batch_size
   pipeline = batch / statistics.median(seconds)
   return {"config": config_name, "batch_size": batch, "pipeline_examples_per_s": round(pipeline),

@@ -24,8 +24,9 @@ HERE = Path(__file__).resolve().parent
 CHILD = """
 import json, statistics, sys
 sys.path.insert(0, {here!r})
-from common import bare_step_times, load_config
-print(json.dumps(statistics.median(bare_step_times(load_config({config!r}), 5, {steps}))))
+from common import BareStep, load_config
+step = BareStep(load_config({config!r}), steps_per_call=0)
+print(json.dumps(statistics.median(step.seconds_per_step({steps}) for _ in range(5))))
 """
 
 

@@ -29,7 +29,7 @@ from gen_jax.train import checkpoint as checkpoint_lib
 from gen_jax.train import config as config_lib
 from gen_jax.train import loop
 
-from common import compiled_train_step, load_config  # pylint: disable=wrong-import-order
+from common import BareStep, load_config  # pylint: disable=wrong-import-order
 
 
 def loop_step_time(config, workdir: str) -> float:
@@ -39,23 +39,6 @@ def loop_step_time(config, workdir: str) -> float:
   rows = [json.loads(l) for l in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
   rates = [r["steps_per_sec"] for r in rows if r["split"] == "train"][1:]
   return statistics.mean(1.0 / r for r in rates)
-
-
-class BareStep:
-  """The loop's jitted function (`steps_per_call` steps per call; 0: the lone step), compiled
-  once and called back to back on batches already on the device."""
-
-  def __init__(self, config, steps_per_call: int):
-    self.fn, self.state, self.batch = compiled_train_step(config, steps_per_call)
-    self.per_call = max(steps_per_call, 1)
-
-  def seconds_per_step(self, steps: int) -> float:
-    calls = max(1, steps // self.per_call)
-    tic = time.perf_counter()
-    for _ in range(calls):
-      self.state, metrics = self.fn(self.state, self.batch)
-    jax.block_until_ready((self.state, metrics))
-    return (time.perf_counter() - tic) / (calls * self.per_call)
 
 
 def save_cost_ms(config, state, saves: int = 20) -> dict[str, float]:
