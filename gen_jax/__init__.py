@@ -1,3 +1,8 @@
 """gen_jax: a functional JAX/Flax research codebase for generative models."""
 
+from gen_jax import host_memory as _host_memory
+
 __version__ = "0.1.0"
+
+# Before JAX's thread pools start: see gen_jax/host_memory.py (GEN_JAX_KEEP_FREED_MEMORY=0 opts out).
+_host_memory.keep_freed_memory()

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from gen_jax import data as data_lib
+from gen_jax import host_memory
 from gen_jax.metrics.frechet import frechet_distance
 from gen_jax.train import config as config_lib
 from gen_jax.train import loop
@@ -143,6 +144,7 @@ def compiled_train_step(config: ml_collections.ConfigDict, steps_per_call: int =
   `steps_per_call=k`, `batch` is the first k batches stacked and one call runs k steps (the
   loop's unrolled steps)."""
   config = config_lib.resolve(config)
+  host_memory.set_cpu_async_dispatch(config.train.cpu_async_dispatch)
   method = loop.build_method(config)
   names = tuple(p.name for p in method.players)
   optimizers = optimizers_lib.make_optimizers(config.optim, names, config.train.num_steps)

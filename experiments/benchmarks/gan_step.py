@@ -17,9 +17,8 @@ torch is not installed.
 The measurements alternate: each round times --steps back-to-back steps of every (framework,
 mode) in turn, so all see the same machine load; the table gives medians over rounds and the
 ratio gen_jax / PyTorch (below 1: gen_jax is faster). With --malloc_rounds N, the gen_jax steps
-are also timed in fresh subprocesses with and without glibc's malloc settings of
-experiments/benchmarks/malloc_env.py (MALLOC_MMAP_MAX_=0 and large MALLOC_TRIM_THRESHOLD_ /
-MALLOC_TOP_PAD_), alternating, N rounds each.
+are also timed in fresh subprocesses with and without gen_jax's malloc settings
+(gen_jax/host_memory.py; experiments/benchmarks/malloc_env.py), alternating, N rounds each.
 """
 
 import argparse
@@ -38,7 +37,7 @@ from gen_jax.train import config as config_lib
 from gen_jax.train import loop
 
 import common  # pylint: disable=wrong-import-order
-from malloc_env import MALLOC_ENV  # pylint: disable=wrong-import-order
+from malloc_env import child_env  # pylint: disable=wrong-import-order
 
 MODES = ("resize", "transpose")
 BATCH = 128
@@ -203,12 +202,9 @@ def measure(torch_threads: tuple[int, ...], penalty: str, rounds: int, steps: in
 
 
 def malloc_child_times(penalty: str, rounds: int, steps: int, malloc: bool) -> dict:
-  env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
-  if malloc:
-    env.update(MALLOC_ENV)
   out = subprocess.run([sys.executable, __file__, "--child", "--penalty", penalty,
                         "--rounds", str(rounds), "--steps", str(steps)],
-                       env=env, capture_output=True, text=True, check=True)
+                       env=child_env(malloc), capture_output=True, text=True, check=True)
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -220,7 +216,7 @@ def main(argv=None) -> dict:
   parser.add_argument("--torch_threads", default=f"{os.cpu_count()},1",
                       help="PyTorch intra-op thread counts to time, comma-separated; '' for none")
   parser.add_argument("--malloc_rounds", type=int, default=0,
-                      help="subprocess pairs timing gen_jax with and without the malloc env")
+                      help="subprocess pairs timing gen_jax with and without its malloc settings")
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
 
@@ -267,12 +263,12 @@ def main(argv=None) -> dict:
         out = malloc_child_times(args.penalty, 3, args.steps, malloc)
         for mode in MODES:
           store[mode].append(out[mode])
-    lines += ["", "| upsample | gen_jax default ms/step | gen_jax malloc env ms/step | "
+    lines += ["", "| upsample | gen_jax, glibc default ms/step | gen_jax, its settings ms/step | "
               "speed-up |", "|---|---|---|---|"]
     for mode in MODES:
       p, q = statistics.median(plain[mode]) * 1e3, statistics.median(tuned[mode]) * 1e3
       result.setdefault("malloc", {})[mode] = {"default_ms": round(p, 3),
-                                               "malloc_env_ms": round(q, 3)}
+                                               "settings_ms": round(q, 3)}
       lines.append(f"| {mode} | {p:.1f} | {q:.1f} | {p / q:.2f}x |")
     print(json.dumps({"malloc": result["malloc"], "rounds": args.malloc_rounds}), flush=True)
   print("\n" + "\n".join(lines))

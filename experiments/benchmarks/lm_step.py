@@ -30,6 +30,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from gen_jax import host_memory
 from gen_jax.methods import autoregressive
 from gen_jax.train import config as config_lib
 from gen_jax.train import optimizers as optimizers_lib
@@ -56,6 +57,7 @@ def transformer_at(ref: str):
 def make_fns(config, network_cls=None):
   """Jitted (forward, forward + backward, train step) and their first arguments."""
   config = config_lib.resolve(config)
+  host_memory.set_cpu_async_dispatch(config.train.cpu_async_dispatch)
   method = autoregressive.from_config(config)
   if network_cls is not None:
     fields = {f.name: getattr(method.network, f.name) for f in dataclasses.fields(network_cls)

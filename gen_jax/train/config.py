@@ -62,6 +62,11 @@ def defaults(method: str = "") -> ml_collections.ConfigDict:
       async_checkpoints=True,
       ema_decay=0.0,  # 0 disables the EMA of parameters
       progress_bar=True,
+      # On the CPU backend, run each call on a worker thread (JAX's default) and return at once.
+      # False runs it on the calling thread, where the step's large temporary buffers are reused
+      # instead of mapped afresh each step: 1.5x faster for lm_python (gen_jax/host_memory.py).
+      # Takes effect only before the process's first JAX computation.
+      cpu_async_dispatch=True,
   ))
   return c
 

@@ -25,6 +25,7 @@ import ml_collections
 from tqdm import tqdm
 
 from gen_jax import data as data_lib
+from gen_jax import host_memory
 from gen_jax import names
 from gen_jax.train import checkpoint as checkpoint_lib
 from gen_jax.train import config as config_lib
@@ -158,6 +159,7 @@ class _MetricAverager:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainResult:
   """Trains `config` in `workdir`, continuing from its newest good checkpoint if it has one."""
   config = config_lib.resolve(config)
+  host_memory.set_cpu_async_dispatch(config.train.cpu_async_dispatch)
   workdir = Path(workdir)
   method, optimizers, init_fn = _build(config)
   cfg_train = config.train

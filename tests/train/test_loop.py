@@ -72,6 +72,16 @@ def test_same_seed_gives_bitwise_identical_state(tmp_path):
   assert list((tmp_path / "a" / "tb").iterdir()), "no TensorBoard event file"
 
 
+def test_synchronous_cpu_dispatch_trains_the_same_state(tmp_path):
+  # Dispatch decides which thread runs each compiled call, not what it computes: fresh
+  # processes (the setting is read when JAX's CPU client starts) end on the same checksum.
+  default = run_main(tmp_path / "async")
+  sync = run_main(tmp_path / "sync", "--config.train.cpu_async_dispatch=False")
+  assert "on the calling thread" in sync.stdout + sync.stderr
+  assert "on the calling thread" not in default.stdout + default.stderr
+  assert final_checksum(tmp_path / "sync") == final_checksum(tmp_path / "async")
+
+
 def test_steps_per_call_trains_the_same_steps(tmp_path):
   # 4 steps per call over 10 steps with a checkpoint every 3: calls of 3, 3, 3, 1 steps (each
   # ends on a checkpoint), so the two call lengths compile once each. The same batches, the same
