@@ -5,7 +5,8 @@
 
 Times, side by side in one process and alternating (so that every variant sees the same machine
 load): the forward pass (loss only), forward + backward (`value_and_grad` of the loss), the full
-train step (gradients + AdamW, jitted with the state donated, on one device), and a float32
+train step (gradients + AdamW, jitted with the state donated, on one device; all in the config's
+`train.cpu_async_dispatch` mode, which holds for the whole process), and a float32
 `jnp.dot` of the model's largest matmul shape `[batch * length, d_model] x [d_model, d_ff]`. With
 `--baseline_ref`, the same three model timings are also taken for `gen_jax/nn/transformer.py` as
 it is at that git revision, so that a change to the module is measured against the old one under
