@@ -4,5 +4,6 @@ from gen_jax import host_memory as _host_memory
 
 __version__ = "0.1.0"
 
-# Before JAX's thread pools start: see gen_jax/host_memory.py (GEN_JAX_KEEP_FREED_MEMORY=0 opts out).
+# glibc's malloc keeps freed blocks for reuse: gen_jax/host_memory.py (GEN_JAX_KEEP_FREED_MEMORY=0
+# leaves its defaults).
 _host_memory.keep_freed_memory()

@@ -36,8 +36,9 @@ step.seconds_per_step({steps})
 before = resource.getrusage(resource.RUSAGE_SELF)
 seconds = statistics.median(step.seconds_per_step({steps}) for _ in range(5))
 after = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({{"seconds": seconds, "faults": (after.ru_minflt - before.ru_minflt) / (5 * {steps}),
-                  "system": (after.ru_stime - before.ru_stime) / (5 * {steps})}}))
+calls = 5 * {steps}
+print(json.dumps({{"seconds": seconds, "faults": (after.ru_minflt - before.ru_minflt) / calls,
+                  "system": (after.ru_stime - before.ru_stime) / calls}}))
 """
 
 
