@@ -113,12 +113,13 @@ def markdown_table(rows: Sequence[tuple[str, dict]]) -> str:
 def consumption(config_name: str) -> dict:
   """The config's own pipeline throughput against its train step's consumption, in examples/s."""
   import common  # pylint: disable=import-outside-toplevel
-  from gen_jax import host_memory  # pylint: disable=import-outside-toplevel
   from gen_jax.train import config as config_lib  # pylint: disable=import-outside-toplevel
   from gen_jax.train import loop  # pylint: disable=import-outside-toplevel
 
   config = config_lib.resolve(common.load_config(config_name))
-  host_memory.set_cpu_async_dispatch(config.train.cpu_async_dispatch)  # before loading starts JAX
+  # The step first: building it sets the config's dispatch mode before anything starts JAX.
+  step = common.BareStep(config, steps_per_call=0)
+  step_s = statistics.median(step.seconds_per_step(20) for _ in range(_PASSES.value))
   it = loop.load_data(config, config.data.train_split, train=True)
   for _ in range(_WARMUP.value):
     next(it)
@@ -128,8 +129,6 @@ def consumption(config_name: str) -> dict:
     for _ in range(_NUM_BATCHES.value):
       next(it)
     seconds.append((time.perf_counter() - start) / _NUM_BATCHES.value)
-  step = common.BareStep(config, steps_per_call=0)
-  step_s = statistics.median(step.seconds_per_step(20) for _ in range(_PASSES.value))
   batch = config.data.batch_size
   pipeline = batch / statistics.median(seconds)
   return {"config": config_name, "batch_size": batch, "pipeline_examples_per_s": round(pipeline),
