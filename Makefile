@@ -19,7 +19,7 @@ demo: setup
 	$(BIN)/python experiments/main.py --config experiments/configs/vae_digits.py --workdir $(WORKDIR)
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 clean:
 	rm -rf $(VENV) *.egg-info
