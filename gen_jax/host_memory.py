@@ -1,24 +1,26 @@
-"""Keeps freed host memory in the process, so that XLA's CPU steps stop paying for fresh pages.
+"""Process-wide host settings for XLA's CPU steps, chosen by an entry point, never on import.
 
-A jitted step on XLA's CPU backend allocates its temporary buffers as one block (119 MB for
-`lm_python`'s train step) and frees it when the step ends. glibc serves a block that large with
-`mmap` and unmaps it on `free`, so every step the kernel maps and zeroes those pages again: for
-`lm_python`, 31,000 page faults and about 50 ms of system time per 85 ms step
-(experiments/benchmarks/malloc_env.py). Two settings together stop it:
+A jitted step on XLA's CPU backend allocates its temporary buffers as one block and frees it
+when the step ends. glibc serves a block that large with `mmap` and unmaps it on `free`, so every
+step the kernel maps and zeroes those pages again (docs/performance.md has the measurements).
+Two settings together stop it:
 
-- `keep_freed_memory()` (applied by `import gen_jax`): the main malloc arena takes large blocks
-  from its heap instead of `mmap`, and never returns the heap's free top to the kernel, so a
-  freed block is reused by the next step. The process keeps its peak host memory until it
-  exits, as XLA already does with GPU memory.
+- `keep_freed_memory()`: the main malloc arena takes large blocks from its heap instead of
+  `mmap`, and never returns the heap's free top to the kernel, so a freed block is reused by the
+  next step. The process keeps its peak host memory until it exits, as XLA already does with GPU
+  memory.
 - `set_cpu_async_dispatch(False)` (`config.train.cpu_async_dispatch`): JAX's CPU client runs
   each call on the calling thread instead of a worker thread. glibc gives other threads their
   own arenas, whose heaps are at most 64 MiB: those map a larger block with `mmap` whatever the
-  settings say (one arena for all threads would avoid that, but made small convolutional steps
-  10% slower through contention). Synchronous dispatch gives up overlapping the host's
-  per-call work with the step, which made the 17 ms DCGAN step 13% slower, so configs choose.
+  settings say. Synchronous dispatch gives up overlapping the host's per-call work with the
+  step, which costs small convolutional steps, so configs choose.
 
-Only glibc (Linux) has these settings; elsewhere `keep_freed_memory` does nothing. Set
-`GEN_JAX_KEEP_FREED_MEMORY=0` to leave glibc's defaults.
+Both change the whole process, so the library applies neither: `configure_process(config)` is
+called by the entry points (experiments/main.py, the benchmarks) before JAX starts, and a
+notebook may call it in its first cell. `train_and_evaluate` only warns when the running
+process's dispatch mode differs from the config's. Only glibc (Linux) has the malloc settings;
+elsewhere `keep_freed_memory` does nothing. `GEN_JAX_KEEP_FREED_MEMORY=0` leaves glibc's
+defaults. Neither setting changes anything on a GPU or TPU backend.
 """
 
 import ctypes
@@ -49,6 +51,29 @@ def keep_freed_memory() -> bool:
   except (OSError, AttributeError):
     return False
   return all(libc.mallopt(param, value) == 1 for param, value in SETTINGS)
+
+
+def configure_process(config) -> None:
+  """What an entry point applies before the first JAX computation: `keep_freed_memory()` and
+  `set_cpu_async_dispatch(config.train.cpu_async_dispatch)` (`config` a resolved config, or
+  one whose `train` section has that key)."""
+  keep_freed_memory()
+  train = config.get("train") or {}
+  set_cpu_async_dispatch(bool(train.get("cpu_async_dispatch", True)))
+
+
+def check_cpu_async_dispatch(enabled: bool) -> None:
+  """Logs a warning when the CPU backend runs with another dispatch mode than `enabled` (the
+  config's), saying how to choose it; says nothing on other backends."""
+  import jax  # pylint: disable=import-outside-toplevel
+  current = getattr(jax.config, "values", {}).get(_ASYNC_FLAG)
+  if current is None or bool(current) == enabled or jax.default_backend() != "cpu":
+    return
+  logging.getLogger(__name__).warning(
+      "The config sets train.cpu_async_dispatch=%s, but this process runs JAX's CPU calls with "
+      "%s=%s (results are the same; only speed differs). experiments/main.py applies the "
+      "config's setting; elsewhere call gen_jax.host_memory.configure_process(config) before "
+      "the first JAX computation.", enabled, _ASYNC_FLAG, bool(current))
 
 
 def set_cpu_async_dispatch(enabled: bool) -> None:

@@ -28,6 +28,10 @@ from gen_jax.train import step as step_lib
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
+# The benchmarks are entry points: they keep freed memory like experiments/main.py (each sets its
+# config's dispatch mode when it builds a step). GEN_JAX_KEEP_FREED_MEMORY=0 turns it off.
+host_memory.keep_freed_memory()
+
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """`name[:arg]` -> experiments/configs/name.py's `get_config(arg)`."""

@@ -34,6 +34,7 @@ import optax
 
 from gen_jax.data import corpus
 from gen_jax.methods import autoregressive
+from gen_jax.nn.transformer import TransformerConfig
 from gen_jax.train.loop import load_checkpoint, load_data, train_and_evaluate
 
 from common import apply_overrides, load_config  # pylint: disable=wrong-import-order
@@ -61,10 +62,11 @@ def dot_flops_per_sec(m: int, k: int, n: int, repeats: int = 20) -> float:
   return 2 * m * k * n / statistics.median(times)
 
 
-def train_flops_per_token(m) -> float:
-  """Forward + backward FLOPs per token: 6 per weight of the dense layers (embedding lookup is
-  free, the tied output projection is not) plus 6 * 2 * length * d_model per layer for the
-  attention scores and their weighted sum (causal masking does not skip work here)."""
+def train_flops_per_token(m: TransformerConfig) -> float:
+  """Forward + backward FLOPs per token of the transformer `m`: 6 per weight of the dense layers
+  (embedding lookup is free, the tied output projection is not) plus 6 * 2 * length * d_model
+  per layer for the attention scores and their weighted sum (causal masking does not skip work
+  here)."""
   per_layer = 4 * m.d_model**2 + 2 * m.d_model * m.d_ff
   dense = m.num_layers * per_layer + m.d_model * m.vocab_size
   attention = m.num_layers * 2 * m.max_len * m.d_model
@@ -87,7 +89,7 @@ def bits_by_position(workdir: str, buckets: int = 8) -> dict[str, float]:
 
   sums = counts = 0.0
   for batch in load_data(config, config.data.eval_split, train=False):
-    tokens = jnp.asarray(batch["tokens"])
+    tokens = jnp.asarray(batch[method.tokens_key])
     mask = batch["mask"][:, 1:] if "mask" in batch else np.ones(tokens[:, 1:].shape)
     batch_sums, batch_counts = sums_and_counts(tokens, jnp.asarray(mask, jnp.float32))
     sums, counts = sums + np.asarray(batch_sums), counts + np.asarray(batch_counts)
@@ -147,7 +149,7 @@ def main(argv=None):
             (r["time"] - start - sum(e["seconds"] for e in evals[:i + 1])) / 60,
             r["bits_per_token"]) for i, r in enumerate(evals)]
   rates = [r["steps_per_sec"] for r in rows if r["split"] == "train" and r["time"] >= start][1:]
-  m = config.model
+  m = TransformerConfig.from_config(config.model)
   tokens_per_step = config.data.batch_size * (config.data.seq_len - 1)
   step_sec = 1.0 / statistics.median(rates)
   model_flops = train_flops_per_token(m) * tokens_per_step / step_sec

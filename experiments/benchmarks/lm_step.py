@@ -33,6 +33,7 @@ import jax.numpy as jnp
 
 from gen_jax import host_memory
 from gen_jax.methods import autoregressive
+from gen_jax.nn.transformer import TransformerConfig
 from gen_jax.train import config as config_lib
 from gen_jax.train import optimizers as optimizers_lib
 from gen_jax.train import step as step_lib
@@ -61,15 +62,17 @@ def make_fns(config, network_cls=None):
   host_memory.set_cpu_async_dispatch(config.train.cpu_async_dispatch)
   method = autoregressive.from_config(config)
   if network_cls is not None:
-    fields = {f.name: getattr(method.network, f.name) for f in dataclasses.fields(network_cls)
-              if f.name not in ("parent", "name") and hasattr(method.network, f.name)}
-    method = dataclasses.replace(method, network=network_cls(**fields))
+    # The old class takes the hyperparameters it had then, by name.
+    known = {f.name for f in dataclasses.fields(network_cls)}
+    hyperparameters = dataclasses.asdict(method.network.config)
+    method = dataclasses.replace(method, network=network_cls(
+        **{k: v for k, v in hyperparameters.items() if k in known}))
   names = tuple(p.name for p in method.players)
   optimizers = optimizers_lib.make_optimizers(config.optim, names, config.train.num_steps)
   tokens = jax.random.randint(jax.random.key(0),
                               (config.data.batch_size, config.data.seq_len), 0,
-                              config.model.vocab_size, jnp.int32)
-  batch = {"tokens": tokens}
+                              method.network.vocab_size, jnp.int32)
+  batch = {method.tokens_key: tokens}
   state = jax.jit(lambda rng: step_lib.init_state(method, optimizers, rng, batch,
                                                   ema_decay=config.train.ema_decay))(
                                                       jax.random.key(1))
@@ -108,11 +111,12 @@ def main(argv=None) -> list[dict]:
   args = parser.parse_args(argv)
 
   config = load_config(args.config)
-  m, d = config.model, config.data
+  m, d = TransformerConfig.from_config(config.model), config.data
   tokens = d.batch_size * (d.seq_len - 1)
 
   def step_flops(c):
-    return train_flops_per_token(c.model) * c.data.batch_size * (c.data.seq_len - 1)
+    return (train_flops_per_token(TransformerConfig.from_config(c.model)) * c.data.batch_size
+            * (c.data.seq_len - 1))
 
   variants = {"current": make_fns(config)}
   flops = {"current": step_flops(config)}

@@ -3,7 +3,8 @@
     python experiments/benchmarks/malloc_env.py [--configs classifier_digits,lm_python] [--rounds 5]
 
 Two process-wide settings, in every combination: glibc's malloc keeping freed blocks in the
-process (`import gen_jax` applies it; `GEN_JAX_KEEP_FREED_MEMORY=0` leaves glibc's defaults)
+process (`host_memory.keep_freed_memory()`, which the benchmarks apply;
+`GEN_JAX_KEEP_FREED_MEMORY=0` leaves glibc's defaults)
 and JAX's CPU dispatch, asynchronous (JAX's default) or synchronous
 (`train.cpu_async_dispatch=False`). Each round times the bare jitted train step of each config
 in one fresh subprocess per combination, one after the other, so all see the same machine load;

@@ -25,6 +25,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.model.update(num_layers=4, num_heads=4, d_model=128, d_ff=512, max_len=256,
                  positions="rope", rope_fraction=0.5, norm="rms", norm_params=False,
                  activation="squared_relu")
+  # Bytes of text under "tokens"; the loop's samples continue "def " (its UTF-8 bytes) by
+  # nucleus sampling.
+  c.model.update(vocab_size=256, tokens_key="tokens", codec="bytes", sample_prompt="def ",
+                 decoder="sampling", temperature=0.8, top_k=0, top_p=0.95)
   # Windows of max_len + 1 bytes: the model reads 256 and predicts the next byte at each.
   # Evaluation windows start every 128 bytes, so every held-out byte after the first window
   # is predicted from at least 128 bytes of context.

@@ -4,8 +4,8 @@ Each function is pure NumPy: `fn(batch, *, rng, info) -> batch`, where `batch` m
 arrays with a leading batch axis, `rng` is a `np.random.Generator` fixed by (seed, process, step,
 position in the list) and `info` is the dataset's `DatasetInfo` (`num_levels`, `num_classes`).
 A new preprocessing step is one function here, listed in `__all__`; one that draws no random
-numbers is also listed in `DETERMINISTIC` and gets `rng=None` (making a generator costs about
-15 us, 5% of a tiny model's train step).
+numbers is also listed in `DETERMINISTIC` and gets `rng=None` (making a generator per batch is
+not free next to a tiny model's train step).
 
 Images are stored as integer grey levels `0..K-1` (`K = info.num_levels`: 17 for digits, 256
 for 8-bit images). `scale_to_unit` maps level `k` to `2k / (K - 1) - 1`, the convention of DDPM,

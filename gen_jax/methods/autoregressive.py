@@ -1,37 +1,178 @@
-"""Autoregressive sequence models: a causal transformer trained by teacher forcing.
+"""Autoregressive models of token sequences: a causal transformer trained by teacher forcing.
 
-Batches hold `tokens` [batch, length] (and, for evaluation windows, `mask` [batch, length]
-marking the targets that count): position i is predicted from positions < i, so the model reads
-tokens[:, :-1] and is scored on tokens[:, 1:]. Evaluation reports bits per token (bits per
-byte for byte-level corpora) over every scored token of the split. Sampling decodes with a KV
-cache through `gen_jax.sampling.decoding`.
+Generic over token data. Batches hold token ids `[batch, length]` under `tokens_key` ("tokens"
+for text; e.g. "codes" for a prior over VQ codes, or flattened pixel levels), and, for
+evaluation windows, `mask` `[batch, length]` marking the targets that count: position i is
+predicted from positions < i, so the model reads ids[:, :-1] and is scored on ids[:, 1:].
+Evaluation reports bits per token (bits per byte for byte-level corpora) over every scored token
+of the split.
+
+Two strategies, each a field, make the rest swappable:
+
+* the codec: how the config's prompt string becomes token ids and ids become text for display:
+  `BytesCodec` (UTF-8 bytes, byte-level text) or `IdentityCodec` (the ids written as integers,
+  for codes and pixels). Nothing else in the method knows what a token means.
+* the decoder: `Greedy`, `Sampling` or `BeamSearch`, each called as
+  `decoder(tokens_to_logits, prompt, cache, rng, max_new_tokens) -> [batch, max_new_tokens]` ids
+  through `gen_jax.sampling.decoding`, with a KV cache. `sample` (the loop's samples) uses the
+  method's decoder, named by `model.decoder`; `generate` takes any.
+
+Samples and generations are token ids. A conditioning prefix (e.g. a class token) belongs at the
+front of the prompt ids, where the decoders already accept any prompt length.
 """
 
+import abc
 import dataclasses
 import math
-from typing import Any
+import re
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+from ml_collections import config_dict
 
+from gen_jax import names
 from gen_jax.losses import sequence
 from gen_jax.methods.base import Player
-from gen_jax.nn.transformer import Transformer
+from gen_jax.nn.transformer import Transformer, TransformerConfig
 from gen_jax.sampling import decoding
 from gen_jax.types import Batch, PRNGKey, Variables
 
 PLAYER = "model"
+# Model keys that only change how a run samples, never the parameters: a resumed run may change
+# them (gen_jax.train.checkpoint).
+SAMPLING_KEYS = frozenset({"codec", "sample_prompt", "sample_length", "decoder", "temperature",
+                           "top_k", "top_p", "beam_size", "length_penalty", "eos_id"})
 
 
 def default_model_config() -> dict[str, Any]:
   return dict(
-      vocab_size=256, num_layers=4, num_heads=4, d_model=128, d_ff=512, max_len=256,
-      dropout_rate=0.0, positions="learned", norm="layer", tie_embeddings=True,
-      rope_fraction=1.0, norm_params=True, activation="gelu",
+      # The transformer: the fields of gen_jax.nn.transformer.TransformerConfig.
+      **dataclasses.asdict(TransformerConfig(vocab_size=256, num_layers=4)),
       label_smoothing=0.0,
+      tokens_key="tokens",  # the batch key of the token ids [batch, length]
+      codec="bytes",  # `CODECS`: how sample_prompt becomes ids: bytes | identity
       # What the loop's periodic samples look like (experiments/sample.py takes its own flags).
-      sample_prompt="def ", sample_length=192, temperature=0.8, top_k=0, top_p=0.95)
+      sample_prompt="def ",  # encoded by the codec (identity: ids such as "0" or "3 1 4")
+      sample_length=192,  # tokens generated after the prompt
+      decoder="sampling",  # `DECODERS`: greedy | sampling | beam_search
+      temperature=0.8, top_k=0, top_p=0.95,  # Sampling's fields (see decoding.filter_logits)
+      beam_size=4, length_penalty=0.0,  # BeamSearch's fields (GNMT's alpha)
+      # Every decoder: the end token, or None for fixed-length samples (an int-typed None, so
+      # that --config.model.eos_id=N can set it).
+      eos_id=config_dict.placeholder(int),
+  )
+
+
+# ----------------------------------------------------------------------------------------------
+# Codecs: the config's prompt string <-> token ids.
+# ----------------------------------------------------------------------------------------------
+
+
+class Codec(abc.ABC):
+  """A codec, chosen by `model.codec` among the subclasses here (`BytesCodec` is "bytes")."""
+
+  @abc.abstractmethod
+  def encode(self, text: str) -> tuple[int, ...]:
+    """Token ids of `text`."""
+
+  @abc.abstractmethod
+  def decode(self, ids: Sequence[int]) -> str:
+    """Text that shows `ids`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BytesCodec(Codec):
+  """Byte-level text: a string is its UTF-8 bytes (ids 0..255)."""
+
+  def encode(self, text: str) -> tuple[int, ...]:
+    return tuple(text.encode("utf-8"))
+
+  def decode(self, ids: Sequence[int]) -> str:
+    """Invalid UTF-8, and ids outside 0..255 (as the byte 0xFF, never valid), show as U+FFFD."""
+    return bytes(i if 0 <= i < 256 else 0xFF for i in map(int, ids)).decode(
+        "utf-8", errors="replace")
+
+
+@dataclasses.dataclass(frozen=True)
+class IdentityCodec(Codec):
+  """Codes and pixels: a string is the ids themselves, integers separated by spaces or commas."""
+
+  def encode(self, text: str) -> tuple[int, ...]:
+    parts = [p for p in re.split(r"[\s,]+", text.strip()) if p]
+    if not all(re.fullmatch(r"\d+", p) for p in parts):
+      raise ValueError(f"The identity codec reads token ids as non-negative integers separated "
+                       f"by spaces or commas (e.g. '0' or '3 1 4'), got {text!r}.")
+    return tuple(int(p) for p in parts)
+
+  def decode(self, ids: Sequence[int]) -> str:
+    return " ".join(str(int(i)) for i in ids)
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoders: (tokens_to_logits, prompt, cache, rng, max_new_tokens) -> [batch, max_new_tokens].
+# ----------------------------------------------------------------------------------------------
+
+
+class Decoder(abc.ABC):
+  """A decoding strategy, chosen by `model.decoder` among the subclasses here (`BeamSearch` is
+  "beam_search"); its fields are set from the model keys of the same names."""
+
+  @abc.abstractmethod
+  def __call__(self, tokens_to_logits: decoding.TokensToLogits, prompt: jax.Array, cache: Any,
+               rng: PRNGKey, max_new_tokens: int) -> jax.Array:
+    """Continuations of `prompt` [batch, prompt_len] int32 (prefilled into the empty `cache`):
+    [batch, max_new_tokens] int32 token ids, the prompt excluded, 0 after an EOS."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Greedy(Decoder):
+  """The most likely token at every step (`decoding.greedy`); ignores `rng`."""
+
+  eos_id: int | None = None
+
+  def __call__(self, tokens_to_logits, prompt, cache, rng, max_new_tokens):
+    del rng
+    return decoding.greedy(tokens_to_logits, prompt, cache, max_new_tokens=max_new_tokens,
+                           eos_id=self.eos_id).sequences
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling(Decoder):
+  """Ancestral sampling from the tempered, top-k and top-p filtered model (`decoding.sample`)."""
+
+  temperature: float = 1.0  # 0 is greedy
+  top_k: int = 0  # 0 keeps every token
+  top_p: float = 1.0  # 1 keeps every token
+  eos_id: int | None = None
+
+  def __call__(self, tokens_to_logits, prompt, cache, rng, max_new_tokens):
+    return decoding.sample(tokens_to_logits, prompt, cache, rng, max_new_tokens=max_new_tokens,
+                           temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                           eos_id=self.eos_id).sequences
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamSearch(Decoder):
+  """The best beam of `decoding.beam_search`; ignores `rng`. (`Autoregressive.beam_search`
+  returns every beam with its score.)"""
+
+  beam_size: int = 4
+  length_penalty: float = 0.0  # GNMT's alpha; 0 ranks by summed log-probability
+  eos_id: int | None = None
+
+  def __call__(self, tokens_to_logits, prompt, cache, rng, max_new_tokens):
+    del rng
+    out = decoding.beam_search(tokens_to_logits, prompt, cache, beam_size=self.beam_size,
+                               max_new_tokens=max_new_tokens, eos_id=self.eos_id,
+                               length_penalty=self.length_penalty, num_return=1)
+    return out.sequences[:, 0]
+
+
+# ----------------------------------------------------------------------------------------------
+# The method.
+# ----------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,30 +181,38 @@ class Autoregressive:
 
   Attributes:
     network: the causal transformer; its `max_len` bounds prompt + generated tokens.
+    decoder: the loop's decoding strategy, and `generate`'s default.
+    codec: turns prompt strings into ids and ids into text (for callers that show samples).
+    tokens_key: the batch key of the token ids.
     label_smoothing: eps of the training loss (evaluation is always unsmoothed).
-    sample_prompt: token ids the loop's samples start from.
+    sample_prompt: token ids the loop's samples start from (at least one).
     sample_length: tokens the loop's samples generate.
-    temperature, top_k, top_p: the loop's sampling settings (see `decoding.sample`).
   """
 
   network: Transformer
+  decoder: Decoder = Sampling()
+  codec: Codec = IdentityCodec()
+  tokens_key: str = "tokens"
   label_smoothing: float = 0.0
-  sample_prompt: tuple[int, ...] = (10,)
+  sample_prompt: tuple[int, ...] = (0,)
   sample_length: int = 128
-  temperature: float = 1.0
-  top_k: int = 0
-  top_p: float = 1.0
 
   @property
   def players(self) -> tuple[Player, ...]:
     return (Player(PLAYER, self.loss),)
 
   def init(self, rng: PRNGKey, batch: Batch) -> Variables:
-    params = self.network.init(rng, jnp.asarray(batch["tokens"])[:, :-1])["params"]
+    params = self.network.init(rng, jnp.asarray(self._tokens(batch))[:, :-1])["params"]
     return {"params": {PLAYER: params}, "model_state": {}}
 
+  def _tokens(self, batch: Batch):
+    if self.tokens_key not in batch:
+      raise KeyError(f"The batch has no {self.tokens_key!r} (its keys: {sorted(batch)}): set "
+                     f"config.model.tokens_key to the key of the token ids.")
+    return batch[self.tokens_key]
+
   def _token_losses(self, params, batch: Batch, *, rng: PRNGKey | None, smoothing: float):
-    tokens = batch["tokens"]
+    tokens = self._tokens(batch)
     weights = batch["mask"][:, 1:] if "mask" in batch else None
     train = rng is not None and self.network.dropout_rate > 0
     logits = self.network.apply({"params": params}, tokens[:, :-1], deterministic=not train,
@@ -84,51 +233,68 @@ class Autoregressive:
     return {"bits_per_token": (sums / math.log(2), counts)}
 
   def generate(self, variables: Variables, rng: PRNGKey, prompt: jax.Array, *,
-               max_new_tokens: int, temperature=1.0, top_k=0, top_p=1.0):
-    """Samples continuations of `prompt` [batch, prompt_len]; returns `decoding.DecodeOutput`."""
-    self._check_length(prompt.shape[1], max_new_tokens)
-    tokens_to_logits = decoding.make_tokens_to_logits(self.network, variables["params"][PLAYER])
-    cache = decoding.init_cache(self.network, prompt.shape[0])
-    return decoding.sample(tokens_to_logits, prompt, cache, rng, max_new_tokens=max_new_tokens,
-                           temperature=temperature, top_k=top_k, top_p=top_p)
+               max_new_tokens: int, decoder: Decoder | None = None) -> jax.Array:
+    """Continuations of `prompt` [batch, prompt_len] int32 by `decoder` (default: the method's):
+    [batch, max_new_tokens] int32 token ids, the prompt excluded."""
+    tokens_to_logits, cache = self._decoding_inputs(variables, prompt, max_new_tokens)
+    decoder = self.decoder if decoder is None else decoder
+    return decoder(tokens_to_logits, prompt, cache, rng, max_new_tokens=max_new_tokens)
 
   def beam_search(self, variables: Variables, prompt: jax.Array, *, max_new_tokens: int,
                   beam_size: int, eos_id: int | None = None, length_penalty=0.0):
-    """Beam search continuations of `prompt`; returns `decoding.BeamSearchOutput`."""
-    self._check_length(prompt.shape[1], max_new_tokens)
-    tokens_to_logits = decoding.make_tokens_to_logits(self.network, variables["params"][PLAYER])
-    cache = decoding.init_cache(self.network, prompt.shape[0])
+    """Every beam with its score (experiments/sample.py prints them all): the whole
+    `decoding.BeamSearchOutput`, where the `BeamSearch` decoder keeps the best sequence."""
+    tokens_to_logits, cache = self._decoding_inputs(variables, prompt, max_new_tokens)
     return decoding.beam_search(tokens_to_logits, prompt, cache, beam_size=beam_size,
                                 max_new_tokens=max_new_tokens, eos_id=eos_id,
                                 length_penalty=length_penalty)
 
-  def greedy(self, variables: Variables, prompt: jax.Array, *, max_new_tokens: int):
-    self._check_length(prompt.shape[1], max_new_tokens)
-    tokens_to_logits = decoding.make_tokens_to_logits(self.network, variables["params"][PLAYER])
-    cache = decoding.init_cache(self.network, prompt.shape[0])
-    return decoding.greedy(tokens_to_logits, prompt, cache, max_new_tokens=max_new_tokens)
-
   def sample(self, variables: Variables, rng: PRNGKey, num: int) -> jax.Array:
-    """`num` continuations of the configured prompt, prompt included: [num, length] tokens."""
+    """`num` continuations of the configured prompt by the method's decoder, prompt included:
+    [num, prompt_len + sample_length] token ids."""
     prompt = jnp.tile(jnp.asarray(self.sample_prompt, jnp.int32)[None], (num, 1))
-    out = self.generate(variables, rng, prompt, max_new_tokens=self.sample_length,
-                        temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
-    return jnp.concatenate([prompt, out.sequences], axis=1)
+    out = self.generate(variables, rng, prompt, max_new_tokens=self.sample_length)
+    return jnp.concatenate([prompt, out], axis=1)
 
-  def _check_length(self, prompt_len: int, max_new_tokens: int) -> None:
-    if prompt_len + max_new_tokens > self.network.max_len:
-      raise ValueError(f"A prompt of {prompt_len} tokens plus {max_new_tokens} new tokens "
+  def _decoding_inputs(self, variables: Variables, prompt: jax.Array, max_new_tokens: int):
+    """`tokens_to_logits` of the network and its empty cache for `prompt`'s batch."""
+    if prompt.shape[1] + max_new_tokens > self.network.max_len:
+      raise ValueError(f"A prompt of {prompt.shape[1]} tokens plus {max_new_tokens} new tokens "
                        f"exceeds the model's max_len={self.network.max_len}: shorten one.")
+    tokens_to_logits = decoding.make_tokens_to_logits(self.network, variables["params"][PLAYER])
+    return tokens_to_logits, decoding.init_cache(self.network, prompt.shape[0])
 
 
-def from_config(config: ml_collections.ConfigDict) -> Autoregressive:
+# ----------------------------------------------------------------------------------------------
+# Building from a config: the codec and the decoder are members of `names.Kind`s, configured from
+# the model config (`names.Kind.build`: e.g. `Sampling`'s fields from model.temperature, ...).
+# ----------------------------------------------------------------------------------------------
+
+CODECS = names.Kind("model.codec", __name__, suffix="_codec", where=names.subclass_of(Codec))
+DECODERS = names.Kind("model.decoder", __name__, where=names.subclass_of(Decoder))
+
+
+def _sample_prompt(m: ml_collections.ConfigDict, codec: Codec) -> tuple[int, ...]:
+  """The loop's prompt ids, checked against the vocabulary and the context before any run."""
+  prompt = codec.encode(m.sample_prompt)
+  if not prompt:
+    raise ValueError(f"model.sample_prompt={m.sample_prompt!r} gives no token ids under the "
+                     f"{m.codec!r} codec: decoding starts from at least one token.")
+  outside = sorted({i for i in prompt if not 0 <= i < m.vocab_size})
+  if outside:
+    raise ValueError(f"model.sample_prompt={m.sample_prompt!r} gives the ids {outside} under "
+                     f"the {m.codec!r} codec, outside the vocabulary of model.vocab_size="
+                     f"{m.vocab_size}: change the prompt or the codec.")
+  if len(prompt) + m.sample_length > m.max_len:
+    raise ValueError(f"model.sample_prompt ({len(prompt)} tokens) plus model.sample_length="
+                     f"{m.sample_length} exceeds model.max_len={m.max_len}: shorten one.")
+  return prompt
+
+
+def from_config(config: ml_collections.ConfigDict, spec: Any = None) -> Autoregressive:
   m = config.model
-  network = Transformer(
-      vocab_size=m.vocab_size, num_layers=m.num_layers, num_heads=m.num_heads,
-      d_model=m.d_model, d_ff=m.d_ff, max_len=m.max_len, dropout_rate=m.dropout_rate,
-      positions=m.positions, norm=m.norm, tie_embeddings=m.tie_embeddings,
-      rope_fraction=m.rope_fraction, norm_params=m.norm_params, activation=m.activation)
+  codec = CODECS.build(m.codec, m)
   return Autoregressive(
-      network=network, label_smoothing=m.label_smoothing,
-      sample_prompt=tuple(m.sample_prompt.encode("utf-8")), sample_length=m.sample_length,
-      temperature=m.temperature, top_k=m.top_k, top_p=m.top_p)
+      network=TransformerConfig.from_config(m).make(), decoder=DECODERS.build(m.decoder, m),
+      codec=codec, tokens_key=m.tokens_key, label_smoothing=m.label_smoothing,
+      sample_prompt=_sample_prompt(m, codec), sample_length=m.sample_length)

@@ -1,12 +1,18 @@
 """The Method protocol: what the generic trainer needs from a generative method.
 
 A method is a frozen dataclass of strategies (networks, loss functions, schedules) built by its
-module's `from_config(config)`. It declares its trainable parameter groups as an ordered tuple of
-players; the one train step in `gen_jax.train.step` updates them in that order.
+module's `from_config(config, spec)`, where `spec` (a `DataSpec`) says what the method may know
+of its data: the shapes and dtypes of one example, grey levels, classes. Methods never read the
+data themselves (no method imports `gen_jax.data` or `gen_jax.viz`, and none writes a file):
+whoever reads the data (the loop, a benchmark, a notebook) makes the spec and hands it over.
+A method declares its trainable parameter groups as an ordered tuple of players; the one train
+step in `gen_jax.train.step` updates them in that order.
 """
 
 import dataclasses
-from typing import Mapping, Protocol
+from typing import Any, Mapping, Protocol
+
+import numpy as np
 
 from gen_jax.types import Array, Batch, LossFn, PRNGKey, Variables
 
@@ -28,6 +34,96 @@ class Player:
   repeats: int = 1
 
 
+@dataclasses.dataclass(frozen=True)
+class Feature:
+  """The shape and dtype of one entry of one example (batch axis excluded)."""
+
+  shape: tuple[int, ...]
+  dtype: str  # a NumPy dtype name: "float32", "int32", "uint8", "bool"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """What a method may know of its data, handed to `from_config`; plain JSON (`to_dict`), so
+  that it can be stored with a checkpoint.
+
+  Attributes:
+    features: {batch key: Feature} of one example as the dataset stores it (before the
+      config's preprocessing, which keeps shapes: `scale_to_unit` turns uint8 levels into
+      float32 in [-1, 1]); nested entries are keyed "outer/inner".
+    num_levels: grey levels of the stored images (17 for digits, 256 for 8-bit images), or None.
+    num_classes: label classes (toy2d: the mixture's modes), or None.
+    vocab_size: tokens of a byte stream (256), or None.
+    name: the dataset's name, for messages.
+  """
+
+  features: Mapping[str, Feature] = dataclasses.field(default_factory=dict)
+  num_levels: int | None = None
+  num_classes: int | None = None
+  vocab_size: int | None = None
+  name: str = ""
+
+  def feature(self, key: str, *, what: str = "") -> Feature:
+    """The entry `key`; refused with the data's keys when it has none. `what` names the config
+    key that chose it (e.g. "model.data_key"), for the message."""
+    if key not in self.features:
+      chosen = f" ({what} = {key!r})" if what else ""
+      fix = f": set {what} to one of them" if what else ""
+      raise KeyError(f"The data {self.name or ''} have no entry {key!r}{chosen}; their entries "
+                     f"are {', '.join(sorted(self.features)) or 'none'}{fix}.")
+    return self.features[key]
+
+  def shape(self, key: str, *, what: str = "") -> tuple[int, ...]:
+    """The shape of one example's `key`, e.g. (8, 8, 1) for digits' "image"."""
+    return self.feature(key, what=what).shape
+
+  def to_dict(self) -> dict[str, Any]:
+    return {"name": self.name, "num_levels": self.num_levels, "num_classes": self.num_classes,
+            "vocab_size": self.vocab_size,
+            "features": {k: {"shape": list(f.shape), "dtype": f.dtype}
+                         for k, f in self.features.items()}}
+
+  @classmethod
+  def from_dict(cls, values: Mapping[str, Any]) -> "DataSpec":
+    """The inverse of `to_dict` (after a JSON round trip too)."""
+    features = {k: Feature(tuple(int(n) for n in f["shape"]), str(f["dtype"]))
+                for k, f in values.get("features", {}).items()}
+    return cls(features=features, num_levels=values.get("num_levels"),
+               num_classes=values.get("num_classes"), vocab_size=values.get("vocab_size"),
+               name=values.get("name", ""))
+
+  @classmethod
+  def from_info(cls, info: Any) -> "DataSpec":
+    """The spec of a `gen_jax.data.DatasetInfo` (read by attribute: this module does not import
+    the data package): its `element_spec` of shape-dtype structs, levels, classes, vocabulary."""
+    return cls(features=_features(info.element_spec), num_levels=info.num_levels,
+               num_classes=info.num_classes, vocab_size=getattr(info, "vocab_size", None),
+               name=getattr(info, "name", ""))
+
+  @classmethod
+  def from_batch(cls, batch: Mapping[str, Any], **kwargs: Any) -> "DataSpec":
+    """The spec of a batch's arrays (their leading batch axis dropped), e.g. in tests;
+    `kwargs` set `num_levels`, `num_classes`, `vocab_size`, `name`."""
+    features = {k: Feature(tuple(np.shape(v)[1:]), np.asarray(v).dtype.name)
+                for k, v in _flat(batch).items()}
+    return cls(features=features, **kwargs)
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      out.update(_flat(value, f"{prefix}{key}/"))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def _features(element_spec: Mapping[str, Any]) -> dict[str, Feature]:
+  return {k: Feature(tuple(int(n) for n in s.shape), np.dtype(s.dtype).name)
+          for k, s in _flat(element_spec).items()}
+
+
 class Method(Protocol):
   """What `train_and_evaluate` calls. All functions are pure and never jit themselves."""
 
@@ -44,7 +140,6 @@ class Method(Protocol):
     """Per-example evaluation metrics: values [batch] (averaged over examples), or pairs
     (sums [batch], counts [batch]) averaged as sum(sums) / sum(counts), e.g. over tokens."""
 
-  # Optional: `plot(variables, rng, *, step, directory, info) -> list[Path]`, called by the loop
-  # whenever it samples, with the training (not EMA) parameters and the training data's
-  # `DatasetInfo`, for figures beyond the samples (the GAN's GAN-Lab frames of 2-D runs).
-
+  # Figures beyond the samples are drawn by `gen_jax.viz`, from arrays that a method computes
+  # with pure functions of its own (the GAN's `gan_lab`, whose frames
+  # `gen_jax.viz.gan_plots.make_plot_fn` draws for the loop in 2-D runs).

@@ -12,11 +12,14 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from gen_jax.methods.base import Player
+from gen_jax.methods.base import DataSpec, Player
 from gen_jax.nn.convnets import Classifier as ClassifierNet
 from gen_jax.types import Batch, PRNGKey, Variables
 
 PLAYER = "classifier"
+# Model keys that only change how a run samples and evaluates, never the parameters: a resumed
+# run may change them (gen_jax.train.checkpoint). None: each defines the network or its loss.
+SAMPLING_KEYS = frozenset()
 
 
 def default_model_config() -> dict[str, Any]:
@@ -63,8 +66,13 @@ class Classifier:
                               return_features=True)
 
 
-def from_config(config: ml_collections.ConfigDict) -> Classifier:
+def from_config(config: ml_collections.ConfigDict, spec: DataSpec | None = None) -> Classifier:
+  """The classifier of `config.model`; `spec`, when given, is checked to hold images and
+  labels."""
   m = config.model
+  if spec is not None:
+    spec.feature("image")
+    spec.feature("label")
   return Classifier(
       network=ClassifierNet(num_classes=m.num_classes, widths=tuple(m.widths),
                             feature_dim=m.feature_dim),

@@ -5,22 +5,27 @@ training timestep t ~ U{0 .. T-1} and eps ~ N(0, I) per example, forms
 x_t = alpha_t x0 + sigma_t eps, and regresses the network's output on its target. The method is
 a frozen dataclass of strategies; every variant is a strategy passed in, never a branch:
 
-  network         `apply(variables, x_t, t, labels, train=...) -> prediction`, a module of
+  network         `apply(variables, x_t, t, cond, train=...) -> prediction`, a module of
                   `gen_jax.nn.unet` built by `{model.network}_network` in this module
                   (`unet_network` for images, `mlp_network` for points).
   schedule        a `gen_jax.schedules.Schedule`, `gen_jax.schedules.{model.schedule}`
                   (`linear`, `cosine`) with `model.num_timesteps` steps.
-  prediction_fn   how the output is read: `gen_jax.losses.denoising.{model.prediction}_prediction`
+  prediction_fn   how the output is read: `gen_jax.predictions.{model.prediction}_prediction`
                   (eps, x0, v) -> (x0_hat, eps_hat).
   loss_fn         the per-example loss `gen_jax.losses.denoising.{model.loss}_mse` (eps, x0, v,
-                  min_snr): each a weighting of the noise levels.
-  conditioning    `Unconditional()` or `ClassConditional(num_classes, key, drop_prob)`: the
-                  label is replaced by the null label `num_classes` with probability
-                  `drop_prob` in training, so one network is both conditional and
-                  unconditional, as classifier-free guidance needs (Ho & Salimans 2021).
-  sampler         `DDPM(posterior_variance)` or `DDIM(eta)`, wrapping `gen_jax.sampling.diffusion`,
-                  with `sample_steps` steps, `guidance_scale` w (0 unconditional, 1 conditional,
-                  > 1 guided) and `clip_x0` (1 for images in [-1, 1], 0 for points).
+                  min_snr, with `model.min_snr_gamma`): each a weighting of the noise levels.
+  conditioning    a strategy of `gen_jax.conditioning`: `Unconditional()` or
+                  `ClassConditional(num_classes, key, drop_prob)`, whose label is replaced by
+                  the null label `num_classes` with probability `drop_prob` in training, so one
+                  network is both conditional and unconditional, as classifier-free guidance
+                  needs (Ho & Salimans 2021).
+  sampler         a `Sampler`: `DDPM(posterior_variance)` or `DDIM(eta)`, wrapping
+                  `gen_jax.sampling.diffusion`, with `sample_steps` steps, `guidance_scale` w
+                  (0 unconditional, 1 conditional, > 1 guided) and `clip_x0` (1 for images in
+                  [-1, 1], 0 for points).
+
+A config names each strategy (`model.sampler = "ddim"`); each is a member of a
+`gen_jax.names.Kind` below, configured from the model config by its parameters' names.
 
 Data are `batch[data_key]`: images [batch, h, w, c] in [-1, 1] (`scale_to_unit`) or points
 [batch, d], divided by `data_scale` to bring them near unit scale (grid25's means lie at
@@ -30,8 +35,8 @@ whatever parameters they are given.
 """
 
 import dataclasses
+import inspect
 import math
-import sys
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -40,14 +45,19 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gen_jax import names, schedules
+from gen_jax import names, predictions, schedules
+from gen_jax.conditioning import ClassConditional, Conditioning, Unconditional
 from gen_jax.losses import denoising
-from gen_jax.methods.base import Player
+from gen_jax.methods.base import DataSpec, Player
 from gen_jax.nn import unet
 from gen_jax.sampling import diffusion as sampling
 from gen_jax.types import Array, Batch, Params, PRNGKey, Variables
 
 PLAYER = "denoiser"
+# Model keys that only change how a run samples, never the parameters: a resumed run may change
+# them (gen_jax.train.checkpoint).
+SAMPLING_KEYS = frozenset({"sampler", "sample_steps", "eta", "posterior_variance",
+                           "guidance_scale", "clip_x0"})
 
 
 def default_model_config() -> dict[str, Any]:
@@ -61,20 +71,21 @@ def default_model_config() -> dict[str, Any]:
       dropout=0.0,  # unet: dropout in the residual blocks, in training only
       schedule="linear",  # gen_jax.schedules.{schedule}: linear | cosine
       num_timesteps=1000,  # T training timesteps
-      prediction="eps",  # losses.denoising.{prediction}_prediction: eps | x0 | v
+      prediction="eps",  # gen_jax.predictions.{prediction}_prediction: eps | x0 | v
       loss="eps",  # losses.denoising.{loss}_mse: eps | x0 | v | min_snr
+      min_snr_gamma=5.0,  # min_snr: the SNR at which the weighting min(SNR, gamma) saturates
       data_key="image",  # the batch entry holding examples ("point" for toy2d)
       data_scale=1.0,  # examples are divided by this for the model, samples multiplied
       label_key="",  # "" unconditional; else the batch entry of int labels ("label", "mode")
       num_classes=0,  # number of labels when label_key is set (the null label is num_classes)
       label_dropout=0.1,  # probability of training on the null label instead of the label
-      sampler="ddpm",  # `{sampler}_sampler(model)` in this module: ddpm | ddim
+      sampler="ddpm",  # a Sampler of this module: ddpm | ddim
       sample_steps=1000,  # sampler steps, 1 .. num_timesteps
       eta=0.0,  # ddim: 0 deterministic, 1 DDPM's posterior variance
       posterior_variance=True,  # ddpm: posterior variance (True) or beta (False)
       guidance_scale=1.0,  # w: 0 unconditional, 1 conditional, > 1 guided (conditional only)
       clip_x0=1.0,  # clip x0 estimates to [-c, c] while sampling; 0 for none (points)
-      image_shape=(),  # () reads the example shape from the dataset's info
+      image_shape=(),  # () reads the example shape from the data's spec
   )
 
 
@@ -83,55 +94,16 @@ def default_model_config() -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class Unconditional:
-  """The denoiser sees no label."""
+class Sampler:
+  """A sampler strategy: `sampler(denoise_fn, schedule, x_T, rng, *, num_steps, prediction_fn,
+  clip_x0, return_trajectory) -> SamplerOutput` (`gen_jax.sampling.diffusion`)."""
 
-  def train_labels(self, batch: Batch, rng: PRNGKey) -> None:
-    del batch, rng
-
-  def eval_labels(self, batch: Batch) -> None:
-    del batch
-
-  def sample_labels(self, num: int) -> None:
-    del num
-
-  def null_labels(self, num: int) -> None:
-    del num
+  def __call__(self, denoise_fn, schedule, x_T, rng, **kw) -> sampling.SamplerOutput:
+    raise NotImplementedError
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassConditional:
-  """Labels from `batch[key]` in [0, num_classes); `num_classes` is the null label.
-
-  Attributes:
-    num_classes: number of real labels.
-    key: the batch entry holding labels [batch].
-    drop_prob: probability that a training example's label is replaced by the null label.
-  """
-
-  num_classes: int
-  key: str = "label"
-  drop_prob: float = 0.1
-
-  def train_labels(self, batch: Batch, rng: PRNGKey) -> Array:
-    labels = jnp.asarray(batch[self.key], jnp.int32)
-    drop = jax.random.bernoulli(rng, self.drop_prob, labels.shape)
-    return jnp.where(drop, self.num_classes, labels)  # [batch]
-
-  def eval_labels(self, batch: Batch) -> Array:
-    return jnp.asarray(batch[self.key], jnp.int32)  # [batch]
-
-  def sample_labels(self, num: int) -> Array:
-    """Classes in equal blocks, in order: a square grid of `num` reads class by class."""
-    return jnp.asarray((np.arange(num) * self.num_classes) // num, jnp.int32)  # [num]
-
-  def null_labels(self, num: int) -> Array:
-    return jnp.full((num,), self.num_classes, jnp.int32)  # [num]
-
-
-@dataclasses.dataclass(frozen=True)
-class DDPM:
+class DDPM(Sampler):
   """The ancestral sampler, `gen_jax.sampling.diffusion.ddpm`."""
 
   posterior_variance: bool = True
@@ -142,7 +114,7 @@ class DDPM:
 
 
 @dataclasses.dataclass(frozen=True)
-class DDIM:
+class DDIM(Sampler):
   """The DDIM sampler, `gen_jax.sampling.diffusion.ddim`."""
 
   eta: float = 0.0
@@ -166,8 +138,9 @@ class Diffusion:
     prediction_fn: `(*, prediction, x_t, alpha, sigma) -> (x0_hat, eps_hat)`.
     loss_fn: `(*, x0_hat, eps_hat, x0, eps, alpha, sigma) -> [batch]`.
     example_shape: the shape of one example, (h, w, c) or (d,).
-    conditioning: `Unconditional()` or `ClassConditional(...)`.
-    sampler: `DDPM(...)` or `DDIM(...)`, the default of `sample`.
+    conditioning: a `gen_jax.conditioning` strategy: `Unconditional()` or
+      `ClassConditional(...)`.
+    sampler: a `Sampler`, `DDPM(...)` or `DDIM(...)`: the default of `sample`.
     sample_steps: the default number of sampler steps.
     guidance_scale: the default guidance w of a conditional model's samples.
     clip_x0: clip x0 estimates to [-clip_x0, clip_x0] while sampling (0: none).
@@ -180,8 +153,8 @@ class Diffusion:
   prediction_fn: Callable[..., tuple[Array, Array]]
   loss_fn: Callable[..., Array]
   example_shape: tuple[int, ...]
-  conditioning: Unconditional | ClassConditional = Unconditional()
-  sampler: DDPM | DDIM = DDPM()
+  conditioning: Conditioning = Unconditional()
+  sampler: Sampler = DDPM()
   sample_steps: int = 1000
   guidance_scale: float = 1.0
   clip_x0: float = 0.0
@@ -200,7 +173,7 @@ class Diffusion:
   def init(self, rng: PRNGKey, batch: Batch) -> Variables:
     x = self.data(batch)
     t = jnp.zeros((x.shape[0],), jnp.int32)
-    labels = self.conditioning.eval_labels(batch)
+    labels = self.conditioning.eval(batch)
     return {"params": {PLAYER: self.network.init(rng, x, t, labels)["params"]},
             "model_state": {}}
 
@@ -233,7 +206,7 @@ class Diffusion:
   def loss(self, params_all, player_params, batch, rng, model_state):
     del params_all
     label_rng, loss_rng = jax.random.split(rng)
-    labels = self.conditioning.train_labels(batch, label_rng)
+    labels = self.conditioning.train(batch, label_rng)
     loss, eps_mse = self.per_example_loss(player_params, self.data(batch), labels, loss_rng,
                                           train=True)
     return jnp.mean(loss), ({"eps_mse": jnp.mean(eps_mse)}, model_state)
@@ -243,12 +216,12 @@ class Diffusion:
     and `eps_mse`; a conditional model also reports `uncond_loss` with the null label."""
     params = variables["params"][PLAYER]
     x0 = self.data(batch)
-    labels = self.conditioning.eval_labels(batch)
+    labels = self.conditioning.eval(batch)
     loss, eps_mse = self.per_example_loss(params, x0, labels, rng)
     out = {"loss": loss, "eps_mse": eps_mse}
     if labels is not None:
       out["uncond_loss"] = self.per_example_loss(
-          params, x0, self.conditioning.null_labels(x0.shape[0]), rng)[0]
+          params, x0, self.conditioning.null(x0.shape[0]), rng)[0]
     return out
 
   def denoise_fn(self, variables: Variables, labels: Array | None,
@@ -258,7 +231,7 @@ class Diffusion:
     params = variables["params"][PLAYER]
     if labels is None:
       return lambda x, t: self.denoise(params, x, t, None)
-    null = self.conditioning.null_labels(labels.shape[0])
+    null = self.conditioning.null(labels.shape[0])
     return sampling.guided_denoise_fn(
         lambda x, t: self.denoise(params, x, t, labels),
         lambda x, t: self.denoise(params, x, t, null),
@@ -266,7 +239,7 @@ class Diffusion:
 
   def generate(self, variables: Variables, rng: PRNGKey, num: int, *,
                labels: Array | None = None, guidance_scale: float | None = None,
-               num_steps: int | None = None, sampler: DDPM | DDIM | None = None,
+               num_steps: int | None = None, sampler: Sampler | None = None,
                return_trajectory: bool = False) -> sampling.SamplerOutput:
     """Runs the sampler for `num` examples; all in the model's scale (see `sample`).
 
@@ -274,11 +247,11 @@ class Diffusion:
       labels: [num] classes of a conditional model (default: equal blocks of each class).
       guidance_scale: w; default the method's.
       num_steps: sampler steps; default the method's `sample_steps`.
-      sampler: `DDPM(...)` or `DDIM(...)`; default the method's.
+      sampler: a `Sampler`, `DDPM(...)` or `DDIM(...)`; default the method's.
       return_trajectory: keep the states and x0 estimates of every step.
     """
     if labels is None:
-      labels = self.conditioning.sample_labels(num)
+      labels = self.conditioning.blocks(num)
     noise_rng, sampler_rng = jax.random.split(rng)
     x_T = jax.random.normal(noise_rng, (num, *self.example_shape), jnp.float32)
     return (sampler or self.sampler)(
@@ -302,9 +275,8 @@ def class_grid(method: Diffusion, variables: Variables, rng: PRNGKey, per_class:
                ) -> Array:
   """`per_class` samples of each class, [num_classes * per_class, ...], class c in row c of a
   grid with `per_class` columns (a conditional model only)."""
-  num_classes = method.conditioning.num_classes
-  labels = jnp.repeat(jnp.arange(num_classes, dtype=jnp.int32), per_class)
-  return method.generate(variables, rng, num_classes * per_class, labels=labels,
+  num = method.conditioning.num_conditions * per_class
+  return method.generate(variables, rng, num, labels=method.conditioning.blocks(num),
                          **kw).samples * method.data_scale
 
 
@@ -322,9 +294,26 @@ def trajectory(method: Diffusion, variables: Variables, rng: PRNGKey, num: int, 
 
 
 # ----------------------------------------------------------------------------------------------
-# Building from a config: `{name}_network`, `{name}_sampler` in this module; the schedule,
-# prediction and loss by name in their modules.
+# Building from a config: each strategy a config names is a member of a `names.Kind`, configured
+# from the model config (`names.Kind.build`).
 # ----------------------------------------------------------------------------------------------
+
+
+def _is_schedule_factory(value: Any) -> bool:
+  """The functions of `gen_jax.schedules` that make a `Schedule` from settings alone
+  (`linear`, `cosine`: `num_timesteps` and their shapes' parameters)."""
+  if not inspect.isfunction(value):
+    return False
+  signature = inspect.signature(value)
+  return (signature.return_annotation is schedules.Schedule
+          and all(p.default is not p.empty for p in signature.parameters.values()))
+
+
+NETWORKS = names.Kind("model.network", __name__, suffix="_network")
+SCHEDULES = names.Kind("model.schedule", schedules, where=_is_schedule_factory)
+PREDICTIONS = names.Kind("model.prediction", predictions, suffix="_prediction")
+LOSSES = names.Kind("model.loss", denoising, suffix="_mse")
+SAMPLERS = names.Kind("model.sampler", __name__, where=names.subclass_of(Sampler))
 
 
 def unet_network(m: ml_collections.ConfigDict, num_classes: int | None) -> nn.Module:
@@ -337,15 +326,7 @@ def mlp_network(m: ml_collections.ConfigDict, num_classes: int | None) -> nn.Mod
                           num_classes=num_classes, activation=m.activation)
 
 
-def ddpm_sampler(m: ml_collections.ConfigDict) -> DDPM:
-  return DDPM(posterior_variance=m.posterior_variance)
-
-
-def ddim_sampler(m: ml_collections.ConfigDict) -> DDIM:
-  return DDIM(eta=m.eta)
-
-
-def _conditioning(m: ml_collections.ConfigDict) -> Unconditional | ClassConditional:
+def _conditioning(m: ml_collections.ConfigDict) -> Conditioning:
   if not m.label_key:
     return Unconditional()
   if m.num_classes < 1:
@@ -356,36 +337,30 @@ def _conditioning(m: ml_collections.ConfigDict) -> Unconditional | ClassConditio
   return ClassConditional(num_classes=m.num_classes, key=m.label_key, drop_prob=m.label_dropout)
 
 
-def _example_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
-  if config.model.image_shape:
-    return tuple(config.model.image_shape)
-  from gen_jax import data  # pylint: disable=import-outside-toplevel
-  info = data.info(config.data.name, config.data.data_dir or None)
-  return tuple(info.element_spec[config.model.data_key].shape)
-
-
-def from_config(config: ml_collections.ConfigDict) -> Diffusion:
+def from_config(config: ml_collections.ConfigDict, spec: DataSpec | None = None) -> Diffusion:
+  """The diffusion model of `config.model`; the example shape, unless the config sets it
+  (`model.image_shape`), is the data's (`spec`'s `model.data_key` entry)."""
   m = config.model
-  this = sys.modules[__name__]
+  if m.image_shape:
+    example_shape = tuple(m.image_shape)
+  elif spec is not None:
+    example_shape = spec.shape(m.data_key, what="model.data_key")
+  else:
+    raise ValueError("model.image_shape is () and no data spec was given: pass "
+                     "from_config(config, spec) or set model.image_shape, e.g. (8, 8, 1).")
   conditioning = _conditioning(m)
   num_classes = conditioning.num_classes if m.label_key else None
-  network = names.function(this, f"{m.network}_network", what="model.network + '_network'")(
-      m, num_classes)
-  schedule_fn = names.function(schedules, m.schedule, what="model.schedule")
-  if m.schedule not in ("linear", "cosine"):
-    raise names.UnknownNameError(f"model.schedule {m.schedule!r} is not a discrete schedule "
-                                 "factory: use 'linear' or 'cosine'.")
+  network = NETWORKS.get(m.network)(m, num_classes)
   if not math.isfinite(m.data_scale) or m.data_scale <= 0:
     raise ValueError(f"model.data_scale must be positive, got {m.data_scale}.")
   return Diffusion(
       network=network,
-      schedule=schedule_fn(m.num_timesteps),
-      prediction_fn=names.function(denoising, f"{m.prediction}_prediction",
-                                   what="model.prediction + '_prediction'"),
-      loss_fn=names.function(denoising, f"{m.loss}_mse", what="model.loss + '_mse'"),
-      example_shape=_example_shape(config),
+      schedule=SCHEDULES.build(m.schedule, m)(),
+      prediction_fn=PREDICTIONS.build(m.prediction, m),
+      loss_fn=LOSSES.build(m.loss, m),
+      example_shape=example_shape,
       conditioning=conditioning,
-      sampler=names.function(this, f"{m.sampler}_sampler", what="model.sampler + '_sampler'")(m),
+      sampler=SAMPLERS.build(m.sampler, m),
       sample_steps=m.sample_steps,
       guidance_scale=m.guidance_scale,
       clip_x0=m.clip_x0,

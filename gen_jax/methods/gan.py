@@ -5,48 +5,56 @@ The min-max game of Goodfellow et al. 2014 through the generic players step: the
 optimizer (`config.optim.disc`, `config.optim.gen`). The method is a frozen dataclass of
 strategies, and every variant is a different strategy passed in, never a branch:
 
-  networks        `generator(z, labels) -> x` and `discriminator(x, labels) -> logits [batch]`,
+  networks        `generator(z, cond) -> x` and `discriminator(x, cond) -> logits [batch]`,
                   Flax modules built by `{model.networks}_networks(model)` in this module
                   (`mlp_networks` for 2-D points, `dcgan_networks` for images).
   losses          `d_loss_fn(*, real_logits, fake_logits)` and `g_loss_fn(*, fake_logits)`,
                   per example, resolved by name from `gen_jax.losses.adversarial`
-                  (`{model.d_loss}_d`, `{model.g_loss}_g`).
+                  (`model.d_loss = "hinge"` is `hinge_d`, `model.g_loss` likewise `{name}_g`).
   penalties       zero or more weighted discriminator regularisers (`gradient_penalty`,
-                  `r1_penalty`), each a `Penalty`.
-  conditioning    `Unconditional()` or `ClassConditional(num_classes, key)`: where the labels
-                  that both players see come from (the batch for training, uniform draws for
-                  sampling).
+                  `r1_penalty`), each a `Penalty`; their settings come from the config
+                  (`model.gradient_penalty_target`, see `gen_jax.names.Kind.build`).
+  conditioning    a strategy of `gen_jax.conditioning` (`Unconditional()` or
+                  `ClassConditional(num_classes, key)`): the conditions that both players see
+                  (the batch's for training, uniform draws for sampling, one class per grid
+                  row for image grids).
   latent_fn       the prior of the latent noise, `latent_fn(rng, shape) -> z`.
   path_fn         None, or a latent path of `gen_jax.sampling.latent` (`spherical_path`,
                   `linear_path`): then `sample` returns a dict of image grids, `samples` and
                   `interpolation` (paths between pairs of latent draws, one per grid row), as
                   the VAE's does.
+
+For the GAN-Lab pictures of 2-D runs, `gan_lab` returns the arrays of one frame (the
+discriminator on a grid, generated points, the generator's image of a latent grid);
+`gen_jax.viz.gan_plots` draws them.
 """
 
 import dataclasses
 import inspect
 import math
-import sys
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from flax import struct
 
 from gen_jax import names
+from gen_jax.conditioning import ClassConditional, Conditioning, Unconditional
 from gen_jax.losses import adversarial
-from gen_jax.methods.base import Player
+from gen_jax.methods.base import DataSpec, Player
 from gen_jax.nn import convnets
 from gen_jax.nn.mlp import MLP
 from gen_jax.sampling import latent
 from gen_jax.types import Array, Batch, Params, PRNGKey, Variables
-from gen_jax.viz import gan_plots
 
 DISC = "disc"
 GEN = "gen"
+# Model keys that only change how a run samples, never the parameters: a resumed run may change
+# them (gen_jax.train.checkpoint).
+SAMPLING_KEYS = frozenset({"interpolation"})
 
 
 def default_model_config() -> dict[str, Any]:
@@ -62,6 +70,7 @@ def default_model_config() -> dict[str, Any]:
       g_loss="non_saturating",  # adversarial.{g_loss}_g
       penalty="",  # "" | a penalty of adversarial: gradient_penalty | r1_penalty
       penalty_weight=0.0,  # multiplies the batch mean of the penalty (R1: gamma / 2)
+      gradient_penalty_target=1.0,  # gradient_penalty: the norm it pulls the gradient to
       n_critic=1,  # discriminator updates per generator update
       data_key="point",  # the batch entry holding real examples
       label_key="",  # "" unconditional; else the batch entry of int labels fed to both players
@@ -77,53 +86,13 @@ def default_model_config() -> dict[str, Any]:
   )
 
 
+# The key a player's conditions are drawn from (label dropout), folded into its loss's key: the
+# latent and penalty keys stay those of an unconditional GAN.
+_COND_STREAM = 1
+
 # ----------------------------------------------------------------------------------------------
 # Strategies.
 # ----------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Unconditional:
-  """Neither player sees a label."""
-
-  def labels(self, batch: Batch) -> None:
-    del batch
-
-  def draw(self, rng: PRNGKey, num: int) -> None:
-    del rng, num
-
-  def constant(self, label: int, num: int) -> None:
-    del label, num
-
-  def rows(self, num: int, columns: int) -> None:
-    del num, columns
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassConditional:
-  """Both players see an int label: the batch's `key` in training, uniform draws in sampling.
-
-  Attributes:
-    num_classes: labels lie in [0, num_classes).
-    key: the batch entry holding labels [batch] (`"mode"` for toy2d: the mixture component).
-  """
-
-  num_classes: int
-  key: str = "label"
-
-  def labels(self, batch: Batch) -> Array:
-    return jnp.asarray(batch[self.key], jnp.int32)  # [batch]
-
-  def draw(self, rng: PRNGKey, num: int) -> Array:
-    return jax.random.randint(rng, (num,), 0, self.num_classes)  # [num]
-
-  def constant(self, label: int, num: int) -> Array:
-    """`num` copies of `label`, e.g. to plot what the players do for one class."""
-    return jnp.full((num,), label, jnp.int32)  # [num]
-
-  def rows(self, num: int, columns: int) -> Array:
-    """Labels for a grid of `columns` columns, one class per row: row r shows r % classes."""
-    return (jnp.arange(num, dtype=jnp.int32) // columns) % self.num_classes  # [num]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,16 +104,19 @@ class Penalty:
   plug in the same way.
 
   Attributes:
-    fn: `fn(*, critic_fn, real, ...) -> [batch]`, e.g. `adversarial.gradient_penalty`.
+    fn: `fn(*, critic_fn, real, ...) -> [batch]`, e.g. `adversarial.gradient_penalty`, with
+      its settings bound.
     weight: multiplies the per-example penalty (R1's gamma / 2; WGAN-GP's lambda).
+    name: the name of its metric, e.g. "r1_penalty" (default: the function's).
   """
 
   fn: Callable[..., Array]
   weight: float
+  name: str = ""
 
-  @property
-  def name(self) -> str:
-    return self.fn.__name__
+  def __post_init__(self):
+    if not self.name:
+      object.__setattr__(self, "name", self.fn.__name__)
 
   def __call__(self, *, critic_fn, real: Array, fake: Array, rng: PRNGKey) -> Array:
     accepted = inspect.signature(self.fn).parameters
@@ -177,7 +149,8 @@ class GAN:
     penalties: weighted regularisers added to the discriminator's loss; () for none.
     n_critic: discriminator updates per generator update.
     data_key: the batch entry holding real examples.
-    conditioning: `Unconditional()` or `ClassConditional(...)`.
+    conditioning: a `gen_jax.conditioning` strategy: `Unconditional()` or
+      `ClassConditional(...)`.
     latent_fn: `latent_fn(rng, shape) -> z`, the latent prior.
     path_fn: None (`sample` returns an array), or `path_fn(z0, z1, t) -> z` of
       `gen_jax.sampling.latent` (`sample` returns a dict with an interpolation grid).
@@ -191,7 +164,7 @@ class GAN:
   penalties: tuple[Penalty, ...] = ()
   n_critic: int = 1
   data_key: str = "point"
-  conditioning: Unconditional | ClassConditional = Unconditional()
+  conditioning: Conditioning = Unconditional()
   latent_fn: Callable[[PRNGKey, tuple[int, ...]], Array] = standard_normal
   path_fn: latent.PathFn | None = None
 
@@ -202,7 +175,7 @@ class GAN:
   def init(self, rng: PRNGKey, batch: Batch) -> Variables:
     g_rng, d_rng, z_rng = jax.random.split(rng, 3)
     real = jnp.asarray(batch[self.data_key], jnp.float32)
-    labels = self.conditioning.labels(batch)
+    labels = self.conditioning.eval(batch)
     z = self.latent_fn(z_rng, (real.shape[0], self.latent_dim))
     return {"params": {GEN: self.generator.init(g_rng, z, labels)["params"],
                        DISC: self.discriminator.init(d_rng, real, labels)["params"]},
@@ -245,7 +218,7 @@ class GAN:
     """The discriminator's loss on a real batch and as many fresh generated examples."""
     z_rng, penalty_rng = jax.random.split(rng)
     real = jnp.asarray(batch[self.data_key], jnp.float32)
-    labels = self.conditioning.labels(batch)
+    labels = self.conditioning.train(batch, jax.random.fold_in(rng, _COND_STREAM))
     z = self.latent_fn(z_rng, (real.shape[0], self.latent_dim))
     # The generator is a constant for this update; stop_gradient also keeps the penalties
     # (whose inputs include `fake`) from differentiating through it.
@@ -263,7 +236,7 @@ class GAN:
   def gen_loss(self, params_all, gen_params, batch, rng, model_state):
     """The generator's loss through the discriminator, whose parameters are constants here."""
     real = batch[self.data_key]
-    labels = self.conditioning.labels(batch)
+    labels = self.conditioning.train(batch, jax.random.fold_in(rng, _COND_STREAM))
     z = self.latent_fn(rng, (real.shape[0], self.latent_dim))
     fake_logits = self.critic(params_all[DISC], self.generate(gen_params, z, labels), labels)
     loss = jnp.mean(self.g_loss_fn(fake_logits=fake_logits))
@@ -275,7 +248,7 @@ class GAN:
     """Per-example losses of both players on a real batch and as many generated examples."""
     params = variables["params"]
     real = jnp.asarray(batch[self.data_key], jnp.float32)
-    labels = self.conditioning.labels(batch)
+    labels = self.conditioning.eval(batch)
     z = self.latent_fn(rng, (real.shape[0], self.latent_dim))
     fake = self.generate(params[GEN], z, labels)
     real_logits = self.critic(params[DISC], real, labels)
@@ -313,26 +286,72 @@ class GAN:
                                                      self.path_fn,
                                                      self.conditioning.rows(steps, 1))}
 
-  def plot(self, variables: Variables, rng: PRNGKey, *, step: int, directory: Path,
-           info: Any) -> list[Path]:
-    """GAN-Lab frames of a 2-D run, drawn whenever the loop samples (`train.sample_every`):
-    `frames/frame_{step}.png` shows the discriminator's output as a heat map under real and
-    generated points, and the generator's image of a latent grid (`gan_plots.frame`, with the
-    parameters being trained); `training.gif` animates every frame so far. Image GANs get
-    nothing here (their sample grids are the loop's)."""
-    if info.mixture is None:
-      return []
-    real, _ = info.mixture.sample(np.random.default_rng(0), 500)  # the same points every frame
-    frames = Path(directory) / "frames"
-    path = frames / f"frame_{step:07d}.png"
-    gan_plots.frame(self, variables, real, rng=rng, path=path, title=f"step {step}")
-    gif = gan_plots.save_gif(sorted(frames.glob("frame_*.png")), Path(directory) / "training.gif")
-    return [path, gif]
+  # The arrays of a GAN-Lab frame (2-D data), drawn by `gen_jax.viz.gan_plots`.
+
+  def discriminator_map(self, variables: Variables, extent: Sequence[float], *,
+                        resolution: int = 100, label: int = 0) -> Array:
+    """sigmoid(D(x)) on a [resolution, resolution] grid over `extent` (x0, x1, y0, y1): entry
+    [i, j] is at (x_j, y_i), x and y evenly spaced from x0 to x1 and y0 to y1. A conditional
+    discriminator sees sampling condition `label` (class `label`)."""
+    x0, x1, y0, y1 = (float(e) for e in extent)
+    xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2).astype(np.float32)
+    logits = self.critic(variables["params"][DISC], jnp.asarray(grid),
+                         self.conditioning.constant(label, grid.shape[0]))
+    return jax.nn.sigmoid(logits).reshape(resolution, resolution)
+
+  def warped_grid(self, variables: Variables, *, lines: int = 21, points_per_line: int = 100,
+                  span: float = 3.0, label: int = 0) -> Array:
+    """The generator's image of a latent grid: [2 * lines, points_per_line, ...] polylines.
+
+    Row i < lines is the horizontal latent line z_1 = t_i, the rest the vertical lines
+    z_0 = t_i, with t on [-span, span]; latent coordinates beyond the first two are 0.
+    """
+    t = np.linspace(-span, span, lines)
+    s = np.linspace(-span, span, points_per_line)
+    horizontal = np.stack(np.broadcast_arrays(s[None, :], t[:, None]), axis=-1)
+    vertical = np.stack(np.broadcast_arrays(t[:, None], s[None, :]), axis=-1)
+    z2 = np.concatenate([horizontal, vertical]).reshape(-1, 2)  # [2 * lines * points, 2]
+    z = np.zeros((z2.shape[0], self.latent_dim), np.float32)
+    z[:, :min(2, self.latent_dim)] = z2[:, :min(2, self.latent_dim)]
+    x = self.generate(variables["params"][GEN], jnp.asarray(z),
+                      self.conditioning.constant(label, z.shape[0]))
+    return x.reshape(2 * lines, points_per_line, *x.shape[1:])
+
+  def gan_lab(self, variables: Variables, rng: PRNGKey, *, extent: Sequence[float],
+              num_fake: int = 500, resolution: int = 100, lines: int = 21,
+              points_per_line: int = 100, span: float = 3.0, label: int = 0) -> "GanLabFrame":
+    """What a GAN-Lab frame shows (Kahng et al. 2019): the discriminator over `extent`
+    (`discriminator_map`), `num_fake` samples drawn with `rng`, and the generator's image of a
+    latent grid (`warped_grid`)."""
+    return GanLabFrame(
+        heat=self.discriminator_map(variables, extent, resolution=resolution, label=label),
+        fake=self.sample(variables, rng, num_fake),
+        lines=self.warped_grid(variables, lines=lines, points_per_line=points_per_line,
+                               span=span, label=label),
+        extent=tuple(float(e) for e in extent))
+
+
+@struct.dataclass
+class GanLabFrame:
+  """The arrays of one GAN-Lab frame of a 2-D GAN."""
+
+  heat: Array  # [resolution, resolution] sigmoid(D(x)), row i at y_i, column j at x_j
+  fake: Array  # [num_fake, 2] generated points
+  lines: Array  # [2 * lines, points_per_line, 2] the generator's image of a latent grid
+  extent: tuple[float, float, float, float] = struct.field(pytree_node=False)  # (x0, x1, y0, y1)
 
 
 # ----------------------------------------------------------------------------------------------
-# Building from a config.
+# Building from a config: each strategy a config names is a member of a `names.Kind`.
 # ----------------------------------------------------------------------------------------------
+
+NETWORKS = names.Kind("model.networks", __name__, suffix="_networks")
+D_LOSSES = names.Kind("model.d_loss", adversarial, suffix="_d")
+G_LOSSES = names.Kind("model.g_loss", adversarial, suffix="_g")
+PENALTIES = names.Kind("model.penalty", adversarial, suffix="_penalty", keep_suffix=True)
+UPSAMPLES = names.Kind("model.upsample", convnets, suffix="_upsample")
+PATHS = names.Kind("model.interpolation", latent, suffix="_path")
 
 
 def mlp_networks(m: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
@@ -351,17 +370,16 @@ def dcgan_networks(m: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
     raise ValueError(f"dcgan networks need model.image_shape = (h, w, c), got "
                      f"{tuple(m.image_shape)!r}: (8, 8, 1) for digits, (28, 28, 1) for mnist.")
   num_classes = m.num_classes if m.label_key else None
-  upsample_fn = names.function(convnets, f"{m.upsample}_upsample",
-                               what="model.upsample + '_upsample'")
   generator = convnets.DCGANGenerator(
-      image_shape=tuple(m.image_shape), widths=tuple(m.gen_widths), upsample_fn=upsample_fn,
-      num_classes=num_classes, label_features=m.label_features)
+      image_shape=tuple(m.image_shape), widths=tuple(m.gen_widths),
+      upsample_fn=UPSAMPLES.get(m.upsample), num_classes=num_classes,
+      label_features=m.label_features)
   discriminator = convnets.DCGANDiscriminator(widths=tuple(m.disc_widths),
                                               num_classes=num_classes)
   return generator, discriminator
 
 
-def _conditioning(m: ml_collections.ConfigDict) -> Unconditional | ClassConditional:
+def _conditioning(m: ml_collections.ConfigDict) -> Conditioning:
   if not m.label_key:
     return Unconditional()
   if m.num_classes < 1:
@@ -370,27 +388,28 @@ def _conditioning(m: ml_collections.ConfigDict) -> Unconditional | ClassConditio
   return ClassConditional(num_classes=m.num_classes, key=m.label_key)
 
 
-def from_config(config: ml_collections.ConfigDict) -> GAN:
+def from_config(config: ml_collections.ConfigDict, spec: DataSpec | None = None) -> GAN:
+  """The GAN of `config.model`. `spec`, when given, is checked to hold the examples
+  (`model.data_key`) and labels (`model.label_key`) the players read."""
   m = config.model
-  this = sys.modules[__name__]
-  networks_fn = names.function(this, f"{m.networks}_networks", what="model.networks + '_networks'")
-  generator, discriminator = networks_fn(m)
+  if spec is not None:
+    spec.feature(m.data_key, what="model.data_key")
+    if m.label_key:
+      spec.feature(m.label_key, what="model.label_key")
+  generator, discriminator = NETWORKS.get(m.networks)(m)
   if m.n_critic < 1:
     raise ValueError(f"model.n_critic must be >= 1, got {m.n_critic}.")
   penalties = ()
   if m.penalty:
-    penalties = (Penalty(names.function(adversarial, m.penalty, what="model.penalty"),
-                         m.penalty_weight),)
+    penalties = (Penalty(PENALTIES.build(m.penalty, m), m.penalty_weight, name=m.penalty),)
   return GAN(
       generator=generator,
       discriminator=discriminator,
-      d_loss_fn=names.function(adversarial, f"{m.d_loss}_d", what="model.d_loss + '_d'"),
-      g_loss_fn=names.function(adversarial, f"{m.g_loss}_g", what="model.g_loss + '_g'"),
+      d_loss_fn=D_LOSSES.build(m.d_loss, m),
+      g_loss_fn=G_LOSSES.build(m.g_loss, m),
       latent_dim=m.latent_dim,
       penalties=penalties,
       n_critic=m.n_critic,
       data_key=m.data_key,
       conditioning=_conditioning(m),
-      path_fn=(names.function(latent, f"{m.interpolation}_path",
-                              what="model.interpolation + '_path'")
-               if m.interpolation else None))
+      path_fn=PATHS.get(m.interpolation) if m.interpolation else None)

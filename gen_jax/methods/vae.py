@@ -10,16 +10,23 @@ dataclass of strategies; every variant is a different strategy passed in, never 
                     N(0, I). `DeterministicPosterior()`: z = m(x) and no KL: a plain
                     autoencoder, whose decoder is then fed N(0, I) vectors by `sample` (for the
                     contrast with a VAE, whose training made the prior's samples decodable).
-  likelihood        p(x|z) per pixel: `Categorical(K)` (integer grey levels),
-                    `DiscretizedLogistic(K)` (PixelCNN++'s binned logistic, a mean and a scale
-                    per pixel), `DiscretizedLogisticMixture(K, M)`, `Bernoulli()`, `Gaussian(std)`.
+  likelihood        p(x|z) per pixel, a distribution of `gen_jax.pixels`: `Categorical(K)`
+                    (integer grey levels), `DiscretizedLogistic(K)` (PixelCNN++'s binned
+                    logistic, a mean and a scale per pixel), `LogisticMixture(K, M)`,
+                    `Bernoulli()`, `Gaussian(std)`.
   image_fn          which image of p(x|z) samples, reconstructions and interpolations show:
                     `mode_image` (each pixel's most probable level: sharp) or `mean_image`
                     (its expected value: blurred where the decoder is unsure).
-  objective         `ELBO(beta, free_bits, warmup_steps)`: -ELBO with the KL weighted by beta,
+  objective         `ELBO(beta, free_bits, kl_warmup_steps)`: -ELBO with the KL weighted by beta,
                     optionally free bits per latent dimension and a linear KL warm-up.
-                    `IWAE(num_samples)`: the k-sample importance-weighted bound (Burda et al.
+                    `IWAE(train_samples)`: the k-sample importance-weighted bound (Burda et al.
                     2016).
+
+A config names each strategy (`model.posterior = "gaussian"`, `model.likelihood =
+"logistic_mixture"`, ...): each is a member of a `gen_jax.names.Kind` below, configured from the
+model config by its parameters' names (`num_mixtures`, `gaussian_std`, `beta`, `free_bits`,
+`kl_warmup_steps`, `train_samples`). The image shape and grey levels come from the data's
+`DataSpec` unless the config sets them.
 
 Images are `batch["image"]` [batch, h, w, c] scaled to [-1, 1] by `scale_to_unit`. The loss
 functions of `gen_jax.losses.likelihood` do the maths; this file wires them.
@@ -31,7 +38,6 @@ saved in checkpoints with the rest of the state, so a resumed run continues the 
 
 import dataclasses
 import math
-import sys
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -39,14 +45,17 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from gen_jax import names
+from gen_jax import names, pixels
 from gen_jax.losses import likelihood as lik
-from gen_jax.methods.base import Player
+from gen_jax.methods.base import DataSpec, Player
 from gen_jax.nn import vae_nets
 from gen_jax.sampling.latent import interpolate, spherical_path
 from gen_jax.types import Array, Batch, Params, PRNGKey, Variables
 
 PLAYER = "vae"
+# Model keys that only change how a run samples and evaluates, never the parameters: a resumed
+# run may change them (gen_jax.train.checkpoint).
+SAMPLING_KEYS = frozenset({"eval_samples", "eval_chunk", "image"})
 
 
 def default_model_config() -> dict[str, Any]:
@@ -59,12 +68,12 @@ def default_model_config() -> dict[str, Any]:
       activation="gelu",
       dropout=0.0,  # dropout rate in both networks, in training only
       latent_dim=16,
-      posterior="gaussian",  # `{posterior}_posterior(model)`: gaussian | deterministic
-      likelihood="categorical",  # `{likelihood}_likelihood(model)`: categorical |
+      posterior="gaussian",  # `{Posterior}Posterior` in this module: gaussian | deterministic
+      likelihood="categorical",  # a class of gen_jax.pixels: categorical |
       # discretized_logistic | logistic_mixture | bernoulli | gaussian
       num_mixtures=5,  # logistic_mixture: components per pixel
       gaussian_std=0.1,  # gaussian: the fixed standard deviation of each pixel
-      objective="elbo",  # `{objective}_objective(model)`: elbo | iwae
+      objective="elbo",  # an Objective of this module: elbo | iwae
       beta=1.0,  # elbo: weight of the KL term
       free_bits=0.0,  # elbo: nats per latent dimension below which its KL is not penalised
       kl_warmup_steps=0,  # elbo: the KL weight rises linearly from 0 to beta over these updates
@@ -72,8 +81,8 @@ def default_model_config() -> dict[str, Any]:
       eval_samples=100,  # importance samples per test image for the ELBO and IWAE estimates
       eval_chunk=50,  # samples decoded at once; divides eval_samples
       image="mode",  # `{image}_image`: the image shown for p(x|z): mode | mean
-      image_shape=(),  # () reads (h, w, c) from the dataset's info
-      num_levels=0,  # grey levels; 0 reads them from the dataset's info
+      image_shape=(),  # () reads (h, w, c) from the data's spec
+      num_levels=0,  # grey levels; 0 reads them from the data's spec
   )
 
 
@@ -161,177 +170,17 @@ class DeterministicPosterior:
 
 
 # ----------------------------------------------------------------------------------------------
-# Likelihood strategies: the decoder's output [batch, h, w, c, P] -> p(x|z).
+# The image shown of p(x|z) (`model.image`): a pixel distribution of `gen_jax.pixels` and the
+# decoder's output [..., h, w, c, P] -> images [..., h, w, c] in [-1, 1].
 # ----------------------------------------------------------------------------------------------
 
 
-def _levels_to_unit(levels: Array, num_levels: int) -> Array:
-  return levels * (2.0 / (num_levels - 1)) - 1.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Categorical:
-  """A softmax over the K grey levels of each pixel (K logits per pixel)."""
-
-  num_levels: int
-
-  @property
-  def params_per_pixel(self) -> int:
-    return self.num_levels
-
-  def nll(self, params: Array, x: Array) -> Array:
-    return lik.categorical_nll(logits=params, levels=lik.levels_from_unit(x, self.num_levels))
-
-  def level_log_probs(self, params: Array) -> Array:
-    """log P(level k) of each pixel: [..., K]."""
-    return jax.nn.log_softmax(params, axis=-1)
-
-  def mean(self, params: Array) -> Array:
-    return _expected_unit(self.level_log_probs(params), self.num_levels)
-
-  def mode(self, params: Array) -> Array:
-    return _most_likely_unit(self.level_log_probs(params), self.num_levels)
-
-
-@dataclasses.dataclass(frozen=True)
-class DiscretizedLogistic:
-  """A logistic binned into K levels, with its own location and log-scale per pixel (2 params)."""
-
-  num_levels: int
-
-  @property
-  def params_per_pixel(self) -> int:
-    return 2
-
-  def nll(self, params: Array, x: Array) -> Array:
-    return lik.discretized_logistic_nll(x=x, mean=params[..., 0], log_scale=params[..., 1],
-                                        num_levels=self.num_levels)
-
-  def level_log_probs(self, params: Array) -> Array:
-    """log P(level k) of each pixel, exactly (outer bins open): [..., K]."""
-    return _level_log_probs(params[..., :1], params[..., 1:], None, self.num_levels)
-
-  def mean(self, params: Array) -> Array:
-    return _expected_unit(self.level_log_probs(params), self.num_levels)
-
-  def mode(self, params: Array) -> Array:
-    return _most_likely_unit(self.level_log_probs(params), self.num_levels)
-
-
-@dataclasses.dataclass(frozen=True)
-class DiscretizedLogisticMixture:
-  """A mixture of M binned logistics per pixel: M weights, M locations, M log-scales."""
-
-  num_levels: int
-  num_mixtures: int
-
-  @property
-  def params_per_pixel(self) -> int:
-    return 3 * self.num_mixtures
-
-  def _split(self, params: Array) -> tuple[Array, Array, Array]:
-    m = self.num_mixtures
-    return params[..., :m], params[..., m:2 * m], params[..., 2 * m:]
-
-  def nll(self, params: Array, x: Array) -> Array:
-    weights, means, log_scales = self._split(params)
-    return lik.discretized_logistic_mixture_nll(x=x, logit_weights=weights, means=means,
-                                                log_scales=log_scales,
-                                                num_levels=self.num_levels)
-
-  def level_log_probs(self, params: Array) -> Array:
-    weights, means, log_scales = self._split(params)
-    return _level_log_probs(means, log_scales, weights, self.num_levels)
-
-  def mean(self, params: Array) -> Array:
-    return _expected_unit(self.level_log_probs(params), self.num_levels)
-
-  def mode(self, params: Array) -> Array:
-    return _most_likely_unit(self.level_log_probs(params), self.num_levels)
-
-
-def _level_log_probs(means: Array, log_scales: Array, logit_weights: Array | None,
-                     num_levels: int) -> Array:
-  """log P(level k) for every k of a (mixture of) binned logistic(s): [..., K].
-
-  Each level's probability is the likelihood of the one-pixel image at that level, so this
-  reuses the NLL itself: the K levels become a batch axis of single-pixel examples.
-  """
-  m = means.shape[-1]
-  flat_means = means.reshape(-1, 1, m)
-  flat_scales = log_scales.reshape(-1, 1, m)
-  levels = _levels_to_unit(jnp.arange(num_levels, dtype=means.dtype), num_levels)
-
-  def one_level(x):
-    x = jnp.full(flat_means.shape[:2], x)
-    if logit_weights is None:
-      return -lik.discretized_logistic_nll(x=x, mean=flat_means[..., 0],
-                                           log_scale=flat_scales[..., 0], num_levels=num_levels)
-    return -lik.discretized_logistic_mixture_nll(
-        x=x, logit_weights=logit_weights.reshape(-1, 1, m), means=flat_means,
-        log_scales=flat_scales, num_levels=num_levels)
-
-  log_probs = jax.vmap(one_level, out_axes=-1)(levels)  # [pixels, K]
-  return log_probs.reshape(*means.shape[:-1], num_levels)
-
-
-def _expected_unit(log_probs: Array, num_levels: int) -> Array:
-  """The expected level under log_probs [..., K], scaled to [-1, 1]."""
-  probs = jax.nn.softmax(log_probs, axis=-1)  # renormalised against rounding
-  return _levels_to_unit(probs @ jnp.arange(num_levels, dtype=probs.dtype), num_levels)
-
-
-def _most_likely_unit(log_probs: Array, num_levels: int) -> Array:
-  """The most probable level under log_probs [..., K], scaled to [-1, 1]."""
-  return _levels_to_unit(jnp.argmax(log_probs, axis=-1).astype(log_probs.dtype), num_levels)
-
-
-@dataclasses.dataclass(frozen=True)
-class Bernoulli:
-  """One logit per pixel; the target is (x + 1) / 2 in [0, 1]: exact for binary images, a
-  cross-entropy (not a likelihood) for grey ones."""
-
-  @property
-  def params_per_pixel(self) -> int:
-    return 1
-
-  def nll(self, params: Array, x: Array) -> Array:
-    return lik.bernoulli_nll(logits=params[..., 0], x=0.5 * (x + 1.0))
-
-  def mean(self, params: Array) -> Array:
-    return 2.0 * jax.nn.sigmoid(params[..., 0]) - 1.0
-
-  def mode(self, params: Array) -> Array:
-    return jnp.where(params[..., 0] > 0, 1.0, -1.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class Gaussian:
-  """A Gaussian of fixed standard deviation around the decoder's output (a continuous density:
-  its bits per dim are not those of discrete data)."""
-
-  std: float
-
-  @property
-  def params_per_pixel(self) -> int:
-    return 1
-
-  def nll(self, params: Array, x: Array) -> Array:
-    return lik.gaussian_nll(x=x, mean=params[..., 0], log_var=2.0 * math.log(self.std))
-
-  def mean(self, params: Array) -> Array:
-    return params[..., 0]
-
-  def mode(self, params: Array) -> Array:
-    return params[..., 0]
-
-
-def mode_image(likelihood: Any, params: Array) -> Array:
+def mode_image(likelihood: pixels.PixelDistribution, params: Array) -> Array:
   """Each pixel's most probable value under p(x|z): images [..., h, w, c] in [-1, 1]."""
   return likelihood.mode(params)
 
 
-def mean_image(likelihood: Any, params: Array) -> Array:
+def mean_image(likelihood: pixels.PixelDistribution, params: Array) -> Array:
   """Each pixel's expected value under p(x|z): images [..., h, w, c] in [-1, 1]."""
   return likelihood.mean(params)
 
@@ -341,8 +190,17 @@ def mean_image(likelihood: Any, params: Array) -> Array:
 # ----------------------------------------------------------------------------------------------
 
 
+class Objective:
+  """What training minimises: `objective(vae, params, x, rng, updates) -> (loss, metrics)`,
+  with x [batch, h, w, c] and `updates` the number of updates made so far ([] int32)."""
+
+  def __call__(self, vae: "VAE", params: Params, x: Array, rng: PRNGKey, updates: Array
+               ) -> tuple[Array, dict[str, Array]]:
+    raise NotImplementedError
+
+
 @dataclasses.dataclass(frozen=True)
-class ELBO:
+class ELBO(Objective):
   """-ELBO = E_q[-log p(x|z)] (one sample) + w * KL(q(z|x) || N(0, I)), with the analytic KL.
 
   Attributes:
@@ -350,18 +208,18 @@ class ELBO:
     free_bits: lambda of Kingma et al. 2016 (IAF, appendix C.8): each latent dimension's KL,
       averaged over the batch, is replaced by max(lambda, KL_d), so dimensions below lambda nats
       get no pressure towards the prior. 0 disables it.
-    warmup_steps: w rises linearly, w = beta * min(1, (updates + 1) / warmup_steps), over this
-      many updates (Bowman et al. 2016; Sonderby et al. 2016). 0 disables it.
+    kl_warmup_steps: w rises linearly, w = beta * min(1, (updates + 1) / kl_warmup_steps), over
+      this many updates (Bowman et al. 2016; Sonderby et al. 2016). 0 disables it.
   """
 
   beta: float = 1.0
   free_bits: float = 0.0
-  warmup_steps: int = 0
+  kl_warmup_steps: int = 0
 
   def kl_weight(self, updates: Array) -> Array:
-    if self.warmup_steps <= 0:
+    if self.kl_warmup_steps <= 0:
       return jnp.asarray(self.beta, jnp.float32)
-    ramp = jnp.minimum(1.0, (updates + 1).astype(jnp.float32) / self.warmup_steps)
+    ramp = jnp.minimum(1.0, (updates + 1).astype(jnp.float32) / self.kl_warmup_steps)
     return self.beta * ramp
 
   def __call__(self, vae: "VAE", params: Params, x: Array, rng: PRNGKey, updates: Array
@@ -383,22 +241,22 @@ class ELBO:
 
 
 @dataclasses.dataclass(frozen=True)
-class IWAE:
+class IWAE(Objective):
   """-L_k, the k-sample importance-weighted bound of Burda et al. 2016 (eq. 8), trained through
   reparameterised samples. k = 1 is the ELBO with a sampled KL.
 
   Attributes:
-    num_samples: k.
+    train_samples: k, the importance samples per training example.
   """
 
-  num_samples: int = 5
+  train_samples: int = 5
 
   def __call__(self, vae: "VAE", params: Params, x: Array, rng: PRNGKey, updates: Array
                ) -> tuple[Array, dict[str, Array]]:
     del updates
     enc_rng, z_rng, dec_rng = jax.random.split(rng, 3)
     enc_out = vae.encode(params, x, train=True, rng=enc_rng)
-    z = vae.posterior.draw(enc_out, z_rng, self.num_samples)  # [k, batch, d]
+    z = vae.posterior.draw(enc_out, z_rng, self.train_samples)  # [k, batch, d]
     nll, log_weights = vae.nll_and_log_weights(params, x, enc_out, z, train=True, rng=dec_rng)
     bound = lik.iwae_bound(log_weights=log_weights)  # [batch]
     num_dims = math.prod(x.shape[1:])
@@ -421,8 +279,8 @@ class VAE:
     decoder: `apply(variables, z [batch, d], train=...) -> [batch, h, w, c, P]`, with P the
       likelihood's `params_per_pixel`.
     posterior: `GaussianPosterior()` or `DeterministicPosterior()`.
-    likelihood: a pixel likelihood strategy (`Categorical`, `DiscretizedLogistic`, ...).
-    objective: `ELBO(...)` or `IWAE(k)`.
+    likelihood: a distribution of `gen_jax.pixels` (`Categorical`, `DiscretizedLogistic`, ...).
+    objective: an `Objective`: `ELBO(...)` or `IWAE(k)`.
     latent_dim: d; the prior is N(0, I_d).
     eval_samples: importance samples per example for `evaluate`'s ELBO and IWAE estimates.
     eval_chunk: samples decoded at once (a `lax.map` over eval_samples / eval_chunk chunks
@@ -435,12 +293,12 @@ class VAE:
   encoder: nn.Module
   decoder: nn.Module
   posterior: GaussianPosterior | DeterministicPosterior
-  likelihood: Any
-  objective: ELBO | IWAE
+  likelihood: pixels.PixelDistribution
+  objective: Objective
   latent_dim: int
   eval_samples: int = 100
   eval_chunk: int = 50
-  image_fn: Callable[[Any, Array], Array] = mode_image
+  image_fn: Callable[[pixels.PixelDistribution, Array], Array] = mode_image
 
   def __post_init__(self):
     if self.eval_samples < 1 or self.eval_chunk < 1 or self.eval_samples % self.eval_chunk:
@@ -580,9 +438,16 @@ class VAE:
 
 
 # ----------------------------------------------------------------------------------------------
-# Building from a config: `{name}_networks`, `{name}_posterior`, `{name}_likelihood`,
-# `{name}_objective`, `{name}_image`, looked up by name in this module.
+# Building from a config: each strategy a config names is a member of a `names.Kind`, configured
+# from the model config (`names.Kind.build`).
 # ----------------------------------------------------------------------------------------------
+
+NETWORKS = names.Kind("model.networks", __name__, suffix="_networks")
+POSTERIORS = names.Kind("model.posterior", __name__, suffix="_posterior")
+LIKELIHOODS = names.Kind("model.likelihood", pixels,
+                         where=names.subclass_of(pixels.PixelDistribution))
+OBJECTIVES = names.Kind("model.objective", __name__, where=names.subclass_of(Objective))
+IMAGES = names.Kind("model.image", __name__, suffix="_image")
 
 
 def mlp_networks(m: ml_collections.ConfigDict, image_shape: tuple[int, ...], out_features: int,
@@ -603,69 +468,22 @@ def conv_networks(m: ml_collections.ConfigDict, image_shape: tuple[int, ...], ou
                                dropout=m.dropout))
 
 
-def gaussian_posterior(m: ml_collections.ConfigDict) -> GaussianPosterior:
-  del m
-  return GaussianPosterior()
-
-
-def deterministic_posterior(m: ml_collections.ConfigDict) -> DeterministicPosterior:
-  del m
-  return DeterministicPosterior()
-
-
-def categorical_likelihood(m: ml_collections.ConfigDict) -> Categorical:
-  return Categorical(m.num_levels)
-
-
-def discretized_logistic_likelihood(m: ml_collections.ConfigDict) -> DiscretizedLogistic:
-  return DiscretizedLogistic(m.num_levels)
-
-
-def logistic_mixture_likelihood(m: ml_collections.ConfigDict) -> DiscretizedLogisticMixture:
-  return DiscretizedLogisticMixture(m.num_levels, m.num_mixtures)
-
-
-def bernoulli_likelihood(m: ml_collections.ConfigDict) -> Bernoulli:
-  del m
-  return Bernoulli()
-
-
-def gaussian_likelihood(m: ml_collections.ConfigDict) -> Gaussian:
-  return Gaussian(m.gaussian_std)
-
-
-def elbo_objective(m: ml_collections.ConfigDict) -> ELBO:
-  return ELBO(beta=m.beta, free_bits=m.free_bits, warmup_steps=m.kl_warmup_steps)
-
-
-def iwae_objective(m: ml_collections.ConfigDict) -> IWAE:
-  return IWAE(num_samples=m.train_samples)
-
-
-def _resolve(kind: str, name: str) -> Callable[..., Any]:
-  module = sys.modules[__name__]
-  suffix = f"_{kind}"
-  choices = [n[:-len(suffix)] for n in names.public_functions(module) if n.endswith(suffix)]
-  if name not in choices:
-    raise names.UnknownNameError(
-        f"Unknown model.{kind} {name!r}. Valid choices: {', '.join(sorted(choices))}.")
-  return getattr(module, f"{name}{suffix}")
-
-
-def from_config(config: ml_collections.ConfigDict) -> VAE:
+def from_config(config: ml_collections.ConfigDict, spec: DataSpec | None = None) -> VAE:
+  """The VAE of `config.model`; the image shape and grey levels that the config leaves unset
+  (`()`, 0) are the data's (`spec`: its "image" entry and `num_levels`)."""
   m = ml_collections.ConfigDict(config.model.to_dict())
-  if not m.image_shape or not m.num_levels:
-    from gen_jax import data  # pylint: disable=import-outside-toplevel
-    info = data.info(config.data.name, config.data.data_dir or None)
-    if not m.image_shape:
-      m.image_shape = tuple(info.element_spec["image"].shape)
-    if not m.num_levels:
-      m.num_levels = info.num_levels or 0
-  posterior = _resolve("posterior", m.posterior)(m)
-  likelihood = _resolve("likelihood", m.likelihood)(m)
-  encoder, decoder = _resolve("networks", m.networks)(
+  if not m.image_shape:
+    if spec is None:
+      raise ValueError("model.image_shape is () and no data spec was given: pass "
+                       "from_config(config, spec) or set model.image_shape, e.g. (8, 8, 1).")
+    m.image_shape = spec.shape("image")
+  if not m.num_levels and spec is not None:
+    m.num_levels = spec.num_levels or 0
+  posterior = POSTERIORS.build(m.posterior, m)
+  likelihood = LIKELIHOODS.build(m.likelihood, m)
+  encoder, decoder = NETWORKS.get(m.networks)(
       m, tuple(m.image_shape), posterior.out_features(m.latent_dim), likelihood.params_per_pixel)
   return VAE(encoder=encoder, decoder=decoder, posterior=posterior, likelihood=likelihood,
-             objective=_resolve("objective", m.objective)(m), latent_dim=m.latent_dim,
+             objective=OBJECTIVES.build(m.objective, m), latent_dim=m.latent_dim,
              eval_samples=m.eval_samples, eval_chunk=m.eval_chunk,
-             image_fn=_resolve("image", m.image))
+             image_fn=IMAGES.get(m.image))

@@ -48,8 +48,8 @@ def transpose_upsample(x: Array, features: int, name: str | None = None) -> Arra
 def resize_upsample(x: Array, features: int, name: str | None = None) -> Array:
   """Doubles the resolution by nearest-neighbour repetition, then a 3x3 convolution (Odena et
   al. 2016, "Deconvolution and Checkerboard Artifacts"): the same output shape as
-  `transpose_upsample`, no checkerboard pattern, and faster under XLA:CPU (see
-  experiments/benchmarks/gan_step.py)."""
+  `transpose_upsample`, no checkerboard pattern, and faster under XLA:CPU
+  (docs/performance.md)."""
   batch, h, w, c = x.shape
   x = jnp.broadcast_to(x[:, :, None, :, None, :], (batch, h, 2, w, 2, c))
   return nn.Conv(features, (3, 3), name=name)(x.reshape(batch, 2 * h, 2 * w, c))

@@ -9,6 +9,13 @@ Two modules:
 * `Transformer` is the language model: token embedding, `DecoderStack`, and a tied or untied
   output projection to `[batch, length, vocab]` logits.
 
+Hyperparameters. `TransformerConfig` is the one frozen struct of a transformer's 13
+hyperparameters, each documented there. `TransformerConfig.from_config(config.model)` reads them
+from a config section whose keys are named like its fields (a method's `default_model_config()`
+includes `dataclasses.asdict(TransformerConfig(...))`), `make()` builds the `Transformer` and
+`Transformer.config` gives the struct back; `decoder_stack()` builds the `DecoderStack` alone for
+models that bring their own embedding and head.
+
 Decoding. `Transformer(...).init(rng, zeros([batch, max_len]), decode=True)["cache"]` creates the
 cache collection (the way flax's lm1b example does): per block `cached_key` / `cached_value`
 `[batch, max_len, heads, head_dim]` and one `cache_index` scalar for the whole stack.
@@ -31,8 +38,9 @@ References:
     (squared ReLU).
 """
 
+import dataclasses
 import functools
-from typing import Any
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
@@ -48,6 +56,56 @@ _POSITIONS = ("learned", "rope")
 _ACTIVATIONS = {"gelu": nn.gelu, "relu": nn.relu,
                 "squared_relu": lambda x: jnp.square(nn.relu(x))}
 _EMBED_INIT = nn.initializers.normal(stddev=0.02)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+  """The hyperparameters of a `Transformer` (of its `DecoderStack`: all but `vocab_size` and
+  `tie_embeddings`; `d_model` is the width of the stack's inputs). Frozen, so hashable: a config
+  can be closed over by a jitted function."""
+
+  vocab_size: int  # number of token ids
+  num_layers: int = 2  # transformer blocks
+  num_heads: int = 4  # attention heads; must divide d_model
+  d_model: int = 128  # width of the residual stream
+  d_ff: int = 512  # hidden width of the MLP (commonly 4 * d_model)
+  max_len: int = 256  # the longest sequence: learned position table and KV-cache length
+  dropout_rate: float = 0.0  # residual and embedding dropout, active when not deterministic
+  positions: str = "learned"  # "learned" (an added [max_len, d_model] table) or "rope" (rotary)
+  norm: str = "layer"  # "layer" (LayerNorm) or "rms" (RMSNorm)
+  tie_embeddings: bool = True  # logits from the transposed token embedding, else a Dense layer
+  # With rope, the fraction of each head's channels that are rotated (rounded to an even number,
+  # at least 2); the others carry no position (GPT-NeoX's partial rotary embedding).
+  rope_fraction: float = 1.0
+  # Learn the blocks' norm scales (and LayerNorm biases), which the Dense layer after each norm
+  # can absorb (see `DecoderBlock`); the final norm always has them.
+  norm_params: bool = True
+  # The MLP's nonlinearity: "gelu" (tanh approximation), "relu" or "squared_relu".
+  activation: str = "gelu"
+
+  @classmethod
+  def from_config(cls, model: Mapping[str, Any]) -> "TransformerConfig":
+    """The struct from a config section such as `config.model`, which holds one key per field;
+    its other keys (a method's own settings) are ignored."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    missing = [name for name in names if name not in model]
+    if missing:
+      raise ValueError(f"The model config lacks the transformer keys {missing}: add them (the "
+                       f"fields of gen_jax.nn.transformer.TransformerConfig) to the method's "
+                       f"default_model_config().")
+    return cls(**{name: model[name] for name in names})
+
+  def make(self, **kwargs) -> "Transformer":
+    """The `Transformer` with these hyperparameters; `kwargs` are its other attributes (`dtype`,
+    `param_dtype`, `name`)."""
+    return Transformer(**dataclasses.asdict(self), **kwargs)
+
+  def decoder_stack(self, **kwargs) -> "DecoderStack":
+    """The `DecoderStack` with these hyperparameters (those it has); `kwargs` are its other
+    attributes (`dtype`, `param_dtype`, `rope_base`, `name`)."""
+    own = {f.name for f in dataclasses.fields(DecoderStack)}
+    return DecoderStack(**{k: v for k, v in dataclasses.asdict(self).items() if k in own},
+                        **kwargs)
 
 
 def rope_tables(position_ids: Array, head_dim: int, base: float = 10000.0) -> tuple[Array, Array]:
@@ -241,18 +299,9 @@ class DecoderStack(nn.Module):
   """Causal transformer over embedded inputs: positions, `num_layers` blocks, a final norm.
 
   Attributes:
-    num_layers: number of `DecoderBlock`s.
-    num_heads: attention heads; must divide `d_model`.
-    d_ff: hidden width of the MLP.
-    max_len: the most positions (learned table size, cache length).
-    dropout_rate: residual and embedding dropout, active when `deterministic=False`.
-    positions: "learned" (an added `[max_len, d_model]` table) or "rope" (rotary queries/keys).
-    rope_fraction: with rope, the fraction of each head's channels that are rotated (rounded to
-      an even number, at least 2); the others carry no position.
-    norm: "layer" (LayerNorm) or "rms" (RMSNorm).
-    norm_params: learn the blocks' norm scales (and LayerNorm biases); see `DecoderBlock`. The
-      final norm always has them.
-    activation: the MLP's nonlinearity, "gelu" (tanh approximation), "relu" or "squared_relu".
+    num_layers ... activation: as the fields of `TransformerConfig` of the same names (documented
+      there); `TransformerConfig.decoder_stack()` builds the stack from one.
+    rope_base: the rotary embeddings' wavelength base.
     dtype: computation dtype; parameters are `param_dtype`; softmax runs in float32.
   """
 
@@ -354,19 +403,9 @@ class Transformer(nn.Module):
   """A GPT-style causal language model.
 
   Attributes:
-    vocab_size: number of token ids.
-    num_layers: transformer blocks.
-    num_heads: attention heads; must divide `d_model`.
-    d_model: width of the residual stream.
-    d_ff: hidden width of the MLP (commonly `4 * d_model`).
-    max_len: the longest sequence (learned position table, KV-cache length).
-    dropout_rate: residual and embedding dropout, active when `deterministic=False`.
-    positions: "learned" or "rope".
-    rope_fraction: with rope, the fraction of each head's channels rotated (see `DecoderStack`).
-    norm: "layer" or "rms".
-    norm_params: learn the blocks' norm scales and biases (see `DecoderBlock`).
-    activation: "gelu", "relu" or "squared_relu" (the MLP's nonlinearity).
-    tie_embeddings: project to logits with the transposed token embedding, else a separate Dense.
+    vocab_size ... activation: the fields of `TransformerConfig`, documented there, with its
+      defaults (a test keeps the two lists equal). Build one from a config with
+      `TransformerConfig.from_config(config.model).make()`; `config` gives the struct back.
     dtype: computation dtype (e.g. `jnp.bfloat16`); logits are returned as float32.
     param_dtype: parameter dtype.
   """
@@ -387,6 +426,12 @@ class Transformer(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
+  @property
+  def config(self) -> TransformerConfig:
+    """This model's hyperparameters as one struct."""
+    return TransformerConfig(**{f.name: getattr(self, f.name)
+                                for f in dataclasses.fields(TransformerConfig)})
+
   @nn.compact
   def __call__(self, tokens: Array, *, position_ids: Array | None = None,
                deterministic: bool = True, decode: bool = False) -> Array:
@@ -403,12 +448,10 @@ class Transformer(nn.Module):
     """
     embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=_EMBED_INIT, dtype=self.dtype,
                      param_dtype=self.param_dtype, name="embed")
-    h = DecoderStack(self.num_layers, self.num_heads, self.d_ff, self.max_len, self.dropout_rate,
-                     self.positions, self.norm, rope_fraction=self.rope_fraction,
-                     norm_params=self.norm_params,
-                     activation=self.activation, dtype=self.dtype, param_dtype=self.param_dtype,
-                     name="decoder")(embed(tokens), position_ids=position_ids,
-                                     deterministic=deterministic, decode=decode)
+    stack = self.config.decoder_stack(dtype=self.dtype, param_dtype=self.param_dtype,
+                                      name="decoder")
+    h = stack(embed(tokens), position_ids=position_ids, deterministic=deterministic,
+              decode=decode)
     if self.tie_embeddings:
       logits = embed.attend(h.reshape(-1, self.d_model)).reshape(*h.shape[:-1], self.vocab_size)
     else:

@@ -10,8 +10,9 @@ prediction (Ho & Salimans 2021).
 The U-Net follows DDPM's (Ho et al. 2020, appendix B) without attention: at each resolution,
 residual blocks (GroupNorm, SiLU, 3x3 conv, plus a projection of the time/label embedding), a
 stride-2 convolution down, and on the way up nearest-neighbour resizing by 2 followed by a 3x3
-convolution (`gen_jax.nn.convnets.resize_upsample`: under XLA:CPU a whole DCGAN step ran 1.36x
-slower with transposed convolutions), with skip connections concatenated. Image sides must be divisible by 2^(levels - 1): 8x8 takes
+convolution (`gen_jax.nn.convnets.resize_upsample`, faster than transposed convolutions under
+XLA:CPU), with skip connections concatenated. Image sides must be divisible by 2^(levels - 1):
+8x8 takes
 up to 4 levels, 28x28 up to 3, 32x32 up to 6.
 """
 

@@ -5,7 +5,7 @@ Every sampler is model-agnostic: it sees the model only through
     denoise_fn(x_t [n, ...], t [n] int32) -> prediction [n, ...]
 
 (conditioning, if any, is bound inside the closure) together with `prediction_fn`, which reads
-the prediction as (x0_hat, eps_hat) (`gen_jax.losses.denoising.{eps,x0,v}_prediction`), and a
+the prediction as (x0_hat, eps_hat) (`gen_jax.predictions.{eps,x0,v}_prediction`), and a
 `gen_jax.schedules.Schedule`. Each sampler is one `lax.scan` over a decreasing subsequence
 tau_S > ... > tau_1 of the schedule's training timesteps (`Schedule.sampling_timesteps`): any
 number of steps from 1 to T, with a static trip count. Step i goes from t = tau_i to
@@ -52,7 +52,7 @@ import numpy as np
 from flax import struct
 from jax import lax
 
-from gen_jax.losses import denoising
+from gen_jax import predictions
 from gen_jax.schedules import Schedule
 from gen_jax.types import Array, PRNGKey
 
@@ -98,7 +98,7 @@ def _estimates(denoise_fn: DenoiseFn, prediction_fn: PredictionFn, schedule: Sch
   x0_hat, eps_hat = prediction_fn(prediction=prediction, x_t=x, alpha=alpha, sigma=sigma)
   if clip_x0 > 0:
     x0_hat = jnp.clip(x0_hat, -clip_x0, clip_x0)
-    eps_hat = denoising.eps_from_x0(x_t=x, x0=x0_hat, alpha=alpha, sigma=sigma)
+    eps_hat = predictions.eps_from_x0(x_t=x, x0=x0_hat, alpha=alpha, sigma=sigma)
   return x0_hat, eps_hat
 
 
@@ -125,7 +125,7 @@ def _run(step_fn, schedule: Schedule, x_T: Array, rng: PRNGKey, num_steps: int,
 
 def ddim(denoise_fn: DenoiseFn, schedule: Schedule, x_T: Array, rng: PRNGKey, *,
          num_steps: int, eta: float = 0.0,
-         prediction_fn: PredictionFn = denoising.eps_prediction, clip_x0: float = 0.0,
+         prediction_fn: PredictionFn = predictions.eps_prediction, clip_x0: float = 0.0,
          return_trajectory: bool = False) -> SamplerOutput:
   """DDIM (Song et al. 2021) from x_T [n, ...] (usually N(0, I) draws) in `num_steps` steps.
 
@@ -159,7 +159,7 @@ def ddim(denoise_fn: DenoiseFn, schedule: Schedule, x_T: Array, rng: PRNGKey, *,
 
 def ddpm(denoise_fn: DenoiseFn, schedule: Schedule, x_T: Array, rng: PRNGKey, *,
          num_steps: int, posterior_variance: bool = True,
-         prediction_fn: PredictionFn = denoising.eps_prediction, clip_x0: float = 0.0,
+         prediction_fn: PredictionFn = predictions.eps_prediction, clip_x0: float = 0.0,
          return_trajectory: bool = False) -> SamplerOutput:
   """DDPM's ancestral sampler (Ho et al. 2020, algorithm 2) over `num_steps` respaced steps.
 

@@ -9,16 +9,19 @@ A frame has two panels:
          coordinates on [-3, 3]^2, the others 0): a warped grid that shows how the latent plane
          is stretched over the modes and folded between them.
 
-`save_gif` assembles frames (arrays or PNG files) into an animated GIF. Frames are drawn with
-matplotlib's Agg backend and work on any machine without a display. Nothing here is jitted: the
-networks are applied op by op to a few thousand points.
+The arrays come from the method (`GAN.gan_lab`, pure functions of its parameters); this module
+only draws them: `draw_frame` draws one frame's arrays, `frame` computes and draws them, and
+`save_gif` assembles frames (arrays or PNG files) into an animated GIF. `make_plot_fn` is the
+loop's hook: for a method that offers `gan_lab` on 2-D data it returns the function that writes
+`frames/frame_<step>.png` and re-assembles `training.gif` whenever the loop samples. Frames are
+drawn with matplotlib's Agg backend and work on any machine without a display. Nothing here is
+jitted: the networks are applied op by op to a few thousand points.
 """
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
@@ -41,57 +44,35 @@ def extent_around(real: np.ndarray, margin: float = 0.25) -> tuple[float, float,
 
 def discriminator_map(method, variables, extent: Sequence[float], *, resolution: int = 100,
                       label: int = 0) -> np.ndarray:
-  """sigmoid(D(x)) on a [resolution, resolution] grid over `extent` (x0, x1, y0, y1), row y."""
-  x0, x1, y0, y1 = extent
-  xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
-  grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2).astype(np.float32)
-  logits = method.critic(variables["params"]["disc"], jnp.asarray(grid),
-                         method.conditioning.constant(label, grid.shape[0]))
-  return np.asarray(jax.nn.sigmoid(logits)).reshape(resolution, resolution)
+  """sigmoid(D(x)) on a [resolution, resolution] grid over `extent` (x0, x1, y0, y1), row y
+  (`GAN.discriminator_map`, as a NumPy array)."""
+  return np.asarray(method.discriminator_map(variables, extent, resolution=resolution,
+                                             label=label))
 
 
 def warped_grid(method, variables, *, lines: int = 21, points_per_line: int = 100,
                 span: float = 3.0, label: int = 0) -> np.ndarray:
-  """The generator's image of a latent grid: [2 * lines, points_per_line, 2] polylines.
-
-  Row i < lines is the horizontal latent line z_1 = t_i, the rest the vertical lines z_0 = t_i,
-  with t on [-span, span]; latent coordinates beyond the first two are 0.
-  """
-  t = np.linspace(-span, span, lines)
-  s = np.linspace(-span, span, points_per_line)
-  horizontal = np.stack(np.broadcast_arrays(s[None, :], t[:, None]), axis=-1)
-  vertical = np.stack(np.broadcast_arrays(t[:, None], s[None, :]), axis=-1)
-  z2 = np.concatenate([horizontal, vertical]).reshape(-1, 2)  # [2 * lines * points, 2]
-  z = np.zeros((z2.shape[0], method.latent_dim), np.float32)
-  z[:, :min(2, method.latent_dim)] = z2[:, :min(2, method.latent_dim)]
-  x = method.generate(variables["params"]["gen"], jnp.asarray(z),
-                      method.conditioning.constant(label, z.shape[0]))
-  return np.asarray(x).reshape(2 * lines, points_per_line, -1)
+  """The generator's image of a latent grid: [2 * lines, points_per_line, 2] polylines
+  (`GAN.warped_grid`, as a NumPy array)."""
+  return np.asarray(method.warped_grid(variables, lines=lines, points_per_line=points_per_line,
+                                       span=span, label=label))
 
 
-def frame(method, variables, real, *, rng: jax.Array, path: str | Path | None = None,
-          title: str = "", extent: Sequence[float] | None = None, num_fake: int = 500,
-          label: int = 0) -> np.ndarray:
+def draw_frame(arrays: Any, real, *, path: str | Path | None = None, title: str = ""
+               ) -> np.ndarray:
   """Draws one frame and returns it as an RGB image [h, w, 3] uint8 (also a PNG at `path`).
 
   Args:
-    method: a `gen_jax.methods.gan.GAN` whose examples are 2-D points.
-    variables: its variables, {"params": {"disc": ..., "gen": ...}, ...}.
+    arrays: a `gen_jax.methods.gan.GanLabFrame`: `heat` [r, r], `fake` [n, 2], `lines`
+      [2 * lines, points, 2] and the `extent` (x0, x1, y0, y1) they were computed over.
     real: [n, 2] real points to draw.
-    rng: key for the generated points.
     path: where to write the PNG, or None.
     title: the figure's title, e.g. the step.
-    extent: the plotted window (x0, x1, y0, y1); default, around `real`. Keep it fixed across
-      the frames of an animation.
-    num_fake: number of generated points drawn.
-    label: the class shown in the heat map and the warped grid of a class-conditional GAN.
   """
   plt = _pyplot()
   real = np.asarray(real, np.float32)
-  extent = tuple(extent) if extent is not None else extent_around(real)
-  fake = np.asarray(method.sample(variables, rng, num_fake))
-  heat = discriminator_map(method, variables, extent, label=label)
-  lines = warped_grid(method, variables, label=label)
+  extent = tuple(arrays.extent)
+  heat, fake, lines = (np.asarray(a) for a in (arrays.heat, arrays.fake, arrays.lines))
 
   fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 4.2), dpi=100)
   image = left.imshow(heat, origin="lower", extent=extent, cmap="RdYlGn", vmin=0.0, vmax=1.0,
@@ -121,6 +102,54 @@ def frame(method, variables, real, *, rng: jax.Array, path: str | Path | None = 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
   return pixels
+
+
+def frame(method, variables, real, *, rng: jax.Array, path: str | Path | None = None,
+          title: str = "", extent: Sequence[float] | None = None, num_fake: int = 500,
+          label: int = 0) -> np.ndarray:
+  """Computes (`method.gan_lab`) and draws (`draw_frame`) one frame: an RGB image [h, w, 3].
+
+  Args:
+    method: a `gen_jax.methods.gan.GAN` whose examples are 2-D points.
+    variables: its variables, {"params": {"disc": ..., "gen": ...}, ...}.
+    real: [n, 2] real points to draw.
+    rng: key for the generated points.
+    path: where to write the PNG, or None.
+    title: the figure's title, e.g. the step.
+    extent: the plotted window (x0, x1, y0, y1); default, around `real`. Keep it fixed across
+      the frames of an animation.
+    num_fake: number of generated points drawn.
+    label: the class shown in the heat map and the warped grid of a class-conditional GAN.
+  """
+  real = np.asarray(real, np.float32)
+  extent = tuple(extent) if extent is not None else extent_around(real)
+  arrays = method.gan_lab(variables, rng, extent=extent, num_fake=num_fake, label=label)
+  return draw_frame(arrays, real, path=path, title=title)
+
+
+def make_plot_fn(method, info: Any, *, num_real: int = 500
+                 ) -> Callable[..., list[Path]] | None:
+  """The loop's figure hook: for a method with `gan_lab` trained on a 2-D mixture
+  (`info.mixture`, the data's `DatasetInfo`), the function
+
+    plot_fn(variables, rng, *, step, directory) -> [frame path, gif path]
+
+  that draws `directory/frames/frame_{step:07d}.png` (the same `num_real` real points and
+  window every frame) and re-assembles `directory/training.gif` from every frame so far; None
+  for any other method or data (image GANs' sample grids are the loop's)."""
+  mixture = getattr(info, "mixture", None)
+  if mixture is None or not hasattr(method, "gan_lab"):
+    return None
+  real, _ = mixture.sample(np.random.default_rng(0), num_real)  # the same points every frame
+
+  def plot_fn(variables, rng, *, step: int, directory: str | Path) -> list[Path]:
+    frames = Path(directory) / "frames"
+    path = frames / f"frame_{step:07d}.png"
+    frame(method, variables, real, rng=rng, path=path, title=f"step {step}")
+    gif = save_gif(sorted(frames.glob("frame_*.png")), Path(directory) / "training.gif")
+    return [path, gif]
+
+  return plot_fn
 
 
 def save_gif(frames: Sequence[np.ndarray | str | Path], path: str | Path, *,

@@ -21,8 +21,9 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from scipy import stats
 
-from gen_jax import names
+from gen_jax import names, pixels
 from gen_jax.methods import vae as vae_lib
+from gen_jax.methods.base import DataSpec, Feature
 from gen_jax.nn import vae_nets
 from gen_jax.sampling import latent
 from gen_jax.train import config as config_lib
@@ -34,6 +35,9 @@ D, LATENT, STD = 4, 2, 0.5
 W = (np.linalg.qr(np.random.default_rng(0).normal(size=(D, D)))[0][:, :LATENT]
      * np.array([2.0, 1.0]))  # [D, d], orthogonal columns
 B = np.array([0.5, -0.3, 0.2, 0.1])
+# What the loop hands the VAE about digits: 8x8 grey images of 17 levels, 10 labels.
+DIGITS = DataSpec(features={"image": Feature((8, 8, 1), "uint8"), "label": Feature((), "int32")},
+                  num_levels=17, num_classes=10, name="digits")
 
 
 def load_config(name: str, arg: str) -> ml_collections.ConfigDict:
@@ -47,7 +51,7 @@ def linear_vae(objective=vae_lib.ELBO(), **kwargs) -> vae_lib.VAE:
   return vae_lib.VAE(
       encoder=vae_nets.MLPEncoder(features=(), out_features=2 * LATENT),
       decoder=vae_nets.MLPDecoder(features=(), image_shape=(D, 1, 1), params_per_pixel=1),
-      posterior=vae_lib.GaussianPosterior(), likelihood=vae_lib.Gaussian(STD),
+      posterior=vae_lib.GaussianPosterior(), likelihood=pixels.Gaussian(STD),
       objective=objective, latent_dim=LATENT, **kwargs)
 
 
@@ -194,7 +198,7 @@ def test_training_on_linear_gaussian_data_reaches_the_marginal_likelihood():
 
 
 def test_kl_warmup_counts_updates_and_free_bits_floor_each_dimension():
-  objective = vae_lib.ELBO(beta=2.0, warmup_steps=4)
+  objective = vae_lib.ELBO(beta=2.0, kl_warmup_steps=4)
   np.testing.assert_allclose([objective.kl_weight(jnp.int32(u)) for u in range(6)],
                              [0.5, 1.0, 1.5, 2.0, 2.0, 2.0])
   x = draw_data(32, seed=5)
@@ -216,7 +220,7 @@ def test_plain_autoencoder_is_a_strategy_with_no_kl_and_no_bound():
   method = vae_lib.VAE(
       encoder=vae_nets.MLPEncoder(features=(), out_features=LATENT),
       decoder=vae_nets.MLPDecoder(features=(), image_shape=(D, 1, 1), params_per_pixel=1),
-      posterior=vae_lib.DeterministicPosterior(), likelihood=vae_lib.Gaussian(STD),
+      posterior=vae_lib.DeterministicPosterior(), likelihood=pixels.Gaussian(STD),
       objective=vae_lib.ELBO(), latent_dim=LATENT)
   x = images(draw_data(8, seed=6))
   variables = method.init(jax.random.PRNGKey(0), {"image": x})
@@ -224,7 +228,7 @@ def test_plain_autoencoder_is_a_strategy_with_no_kl_and_no_bound():
   loss, (metrics, _) = jax.jit(method.loss)({}, params, {"image": x}, jax.random.PRNGKey(1),
                                    variables["model_state"])
   code = method.encode(params, x)
-  want = np.mean(vae_lib.Gaussian(STD).nll(method.decode(params, code), x))
+  want = np.mean(pixels.Gaussian(STD).nll(method.decode(params, code), x))
   np.testing.assert_allclose([loss, metrics["nll"], metrics["kl"]], [want, want, 0.0], rtol=1e-6)
   assert set(method.evaluate(variables, {"image": x}, jax.random.PRNGKey(2))) == {"recon_bpd"}
   assert method.sample(variables, jax.random.PRNGKey(3), 9)["samples"].shape == (9, D, 1, 1)
@@ -234,7 +238,7 @@ def test_plain_autoencoder_is_a_strategy_with_no_kl_and_no_bound():
 
 def test_iwae_objective_is_minus_the_bound_of_its_samples():
   x = images(draw_data(16, seed=7))
-  method = linear_vae(vae_lib.IWAE(num_samples=5))
+  method = linear_vae(vae_lib.IWAE(train_samples=5))
   params = exact_params()
   loss, (metrics, _) = jax.jit(method.loss)({}, params, {"image": x}, jax.random.PRNGKey(0),
                                    {"updates": jnp.int32(0)})
@@ -265,41 +269,37 @@ def test_latent_paths():
   np.testing.assert_allclose(same, np.ones(4), rtol=1e-6)
 
 
-def test_pixel_likelihood_means_and_modes():
-  k = 17
-  levels = jnp.arange(k)
-  logits = jnp.where(jax.nn.one_hot(levels, k) > 0, 30.0, 0.0)[:, None, None, None, :]
-  np.testing.assert_allclose(jax.jit(vae_lib.Categorical(k).mean)(logits).ravel(),
-                             2 * np.arange(k) / (k - 1) - 1, atol=1e-6)
-  uniform = jax.jit(vae_lib.Categorical(k).mean)(jnp.zeros((1, 1, 1, 1, k)))
-  np.testing.assert_allclose(uniform, 0.0, atol=1e-6)
-  x = 2 * np.arange(k) / (k - 1) - 1
-  sharp = jnp.stack([jnp.asarray(x), jnp.full(k, -7.0)], -1)[:, None, None, None, :]
-  np.testing.assert_allclose(jax.jit(vae_lib.DiscretizedLogistic(k).mean)(sharp).ravel(), x,
-                             atol=1e-5)
-  # Two sharp components at levels 4 and 12 with weights 1/4 and 3/4.
-  mix = jnp.array([0.0, math.log(3.0), x[4], x[12], -7.0, -7.0])[None, None, None, None]
-  mixture = vae_lib.DiscretizedLogisticMixture(k, 2)
-  np.testing.assert_allclose(jax.jit(mixture.mean)(mix).ravel(), [0.25 * x[4] + 0.75 * x[12]],
-                             atol=1e-5)
-  np.testing.assert_allclose(jax.jit(mixture.mode)(mix).ravel(), [x[12]], atol=1e-6)
-  # A broad logistic centred between levels 7 and 8, nearer 8: mode level 8, mean below it
-  # (the open outer bins pull the mean towards the middle).
-  broad = jnp.array([0.5 * (x[7] + x[8]) + 0.01, -1.0])[None, None, None, None]
-  logistic = vae_lib.DiscretizedLogistic(k)
-  np.testing.assert_allclose(jax.jit(logistic.mode)(broad).ravel(), [x[8]], atol=1e-6)
-  log_probs = np.asarray(jax.jit(logistic.level_log_probs)(broad)).ravel()
-  np.testing.assert_allclose(np.exp(log_probs).sum(), 1.0, rtol=1e-5)
-  np.testing.assert_allclose(jax.jit(logistic.mean)(broad).ravel(),
-                             [np.exp(log_probs) @ x], rtol=1e-5)
-  np.testing.assert_allclose(jax.jit(vae_lib.Categorical(k).mode)(logits).ravel(), x, atol=1e-6)
-
-
 def test_unknown_strategy_names_are_refused_with_the_choices():
   config = load_config("vae_digits", "tiny")
   config.model.likelihood = "poisson"
   with pytest.raises(names.UnknownNameError, match="categorical.*discretized_logistic"):
-    vae_lib.from_config(config_lib.resolve(config))
+    vae_lib.from_config(config_lib.resolve(config), DIGITS)
+
+
+def test_shapes_and_levels_come_from_the_spec_and_the_disk_is_never_read(monkeypatch):
+  from gen_jax.data import pipeline  # pylint: disable=import-outside-toplevel
+
+  def no_disk(*args, **kwargs):
+    raise AssertionError("a method read the dataset's info")
+
+  config = config_lib.resolve(load_config("vae_digits", "tiny"))
+  config.data.name = "not_a_dataset"
+  monkeypatch.setattr(pipeline, "info", no_disk)
+  spec = DataSpec(features={"image": Feature((4, 6, 1), "uint8")}, num_levels=5)
+  method = vae_lib.from_config(config, spec)
+  assert method.likelihood == pixels.DiscretizedLogistic(5)  # the tiny config's likelihood
+  assert method.decoder.image_shape == (4, 6, 1)
+  variables = jax.jit(method.init)(jax.random.PRNGKey(0), {"image": jnp.zeros((2, 4, 6, 1))})
+  assert method.sample(variables, jax.random.PRNGKey(1), 4)["samples"].shape == (4, 4, 6, 1)
+  # The config's own values win over the spec's; without either, the error names the key.
+  config.model.update(image_shape=(2, 2, 1), num_levels=9)
+  method = vae_lib.from_config(config, spec)
+  assert method.decoder.image_shape == (2, 2, 1) and method.likelihood.num_levels == 9
+  config.model.image_shape = ()
+  with pytest.raises(ValueError, match="model.image_shape"):
+    vae_lib.from_config(config)
+  with pytest.raises(KeyError, match="no entry 'image'"):
+    vae_lib.from_config(config, DataSpec(features={"point": Feature((2,), "float32")}))
 
 
 def _check_run(result, expected_metrics):

@@ -1,25 +1,28 @@
 """Tests of the causal transformer: causality, cached decoding against full passes, positions."""
 
+import dataclasses
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from gen_jax.nn.transformer import (CausalSelfAttention, DecoderStack, Transformer,
-                                    apply_rope, rope_tables)
+                                    TransformerConfig, apply_rope, rope_tables)
 from gen_jax.sampling import decoding
 
 VOCAB, MAX_LEN, BATCH = 13, 12, 3
 
 
-def make_model(**overrides):
+def make_model(dtype=jnp.float32, **overrides):
   config = dict(vocab_size=VOCAB, num_layers=2, num_heads=4, d_model=32, d_ff=64,
                 max_len=MAX_LEN, positions="learned", tie_embeddings=False)
   config.update(overrides)
-  return Transformer(**config)
+  return TransformerConfig(**config).make(dtype=dtype)
 
 
 @functools.lru_cache(maxsize=None)
@@ -155,8 +158,9 @@ def test_learns_to_copy_a_sequence_from_the_far_end_of_the_window(positions, rop
   # attending exactly 48 positions back; chance is ln(15) = 2.7 nats. A working attention and
   # position scheme gets there in ~100 Adam steps (rope and learned alike, seen at 0.005 nats).
   half, vocab = 48, 16
-  model = Transformer(vocab_size=vocab, num_layers=2, num_heads=2, d_model=32, d_ff=64,
-                      max_len=2 * half, positions=positions, rope_fraction=rope_fraction)
+  model = TransformerConfig(vocab_size=vocab, num_layers=2, num_heads=2, d_model=32, d_ff=64,
+                            max_len=2 * half, positions=positions,
+                            rope_fraction=rope_fraction).make()
   params = model.init(jax.random.key(0), jnp.zeros((1, 2 * half), jnp.int32))["params"]
   optimizer = optax.adam(1e-2)
 
@@ -246,7 +250,8 @@ def test_bfloat16_computation_returns_float32_logits():
 
 
 def test_decoder_stack_takes_embedded_inputs():
-  stack = DecoderStack(num_layers=1, num_heads=2, d_ff=16, max_len=6, positions="rope")
+  stack = TransformerConfig(vocab_size=1, num_layers=1, num_heads=2, d_model=8, d_ff=16,
+                            max_len=6, positions="rope").decoder_stack()
   x = jax.random.normal(jax.random.key(0), (2, 6, 8))
   params = jax.jit(stack.init)(jax.random.key(1), x)
   apply = jax.jit(stack.apply)
@@ -275,3 +280,59 @@ def test_too_long_inputs_are_refused():
     model.init(jax.random.key(0), jnp.zeros((1, MAX_LEN + 1), jnp.int32))
   with pytest.raises(ValueError, match="max_len"):
     model.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32), decode=True)
+
+
+def _hyperparameters(module_cls, exclude=("parent", "name", "dtype", "param_dtype")):
+  return {f.name: f.default for f in dataclasses.fields(module_cls) if f.name not in exclude}
+
+
+def test_config_struct_lists_the_transformer_attributes():
+  # The module keeps its keyword attributes (callers build it directly too); the struct must
+  # name exactly those, with the same defaults, so that make() and `config` are inverses.
+  assert _hyperparameters(Transformer) == _hyperparameters(TransformerConfig, ())
+  stack = _hyperparameters(DecoderStack)
+  shared = {k: v for k, v in _hyperparameters(TransformerConfig, ()).items() if k in stack}
+  # What the stack has beyond the struct (rope_base) keeps its default.
+  assert set(stack) - set(shared) == {"rope_base"}
+  config = TransformerConfig(vocab_size=VOCAB, num_layers=3, num_heads=2, d_model=8, d_ff=24,
+                             max_len=7, dropout_rate=0.25, positions="rope", norm="rms",
+                             tie_embeddings=False, rope_fraction=0.5, norm_params=False,
+                             activation="relu")
+  model = config.make(dtype=jnp.bfloat16)
+  assert model.config == config and model.dtype == jnp.bfloat16
+  assert {k: getattr(model, k) for k in shared} == {k: getattr(config, k) for k in shared}
+  built = config.decoder_stack(rope_base=500.0)
+  assert {k: getattr(built, k) for k in shared} == {k: getattr(config, k) for k in shared}
+  assert built.rope_base == 500.0
+
+
+def test_config_struct_round_trips_through_a_config_section():
+  config = TransformerConfig(vocab_size=17, num_layers=3, d_model=48, positions="rope",
+                             rope_fraction=0.25, norm="rms", norm_params=False,
+                             activation="squared_relu", tie_embeddings=False)
+  # A method's config.model holds the struct's keys among its own, and is saved as JSON.
+  section = ml_collections.ConfigDict(dict(dataclasses.asdict(config), label_smoothing=0.1))
+  assert TransformerConfig.from_config(section) == config
+  assert TransformerConfig.from_config(json.loads(json.dumps(section.to_dict()))) == config
+  assert TransformerConfig.from_config(dataclasses.asdict(config)).make().config == config
+  del section["norm_params"]
+  with pytest.raises(ValueError, match=r"lacks the transformer keys \['norm_params'\]"):
+    TransformerConfig.from_config(section)
+
+
+def test_parameter_paths_are_those_checkpoints_hold():
+  # Checkpoints are restored by path: a model built from the struct must keep the names.
+  config = TransformerConfig(vocab_size=5, num_layers=1, num_heads=2, d_model=8, d_ff=16,
+                             max_len=4, tie_embeddings=False)
+  shapes = jax.eval_shape(config.make().init, jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
+  paths = {"/".join(k.key for k in path): leaf.shape
+           for path, leaf in jax.tree_util.tree_leaves_with_path(shapes["params"])}
+  block = {"attention_norm/scale": (8,), "attention_norm/bias": (8,),
+           "attention/qkv/kernel": (8, 24), "attention/qkv/bias": (24,),
+           "attention/out/kernel": (8, 8), "attention/out/bias": (8,),
+           "mlp_norm/scale": (8,), "mlp_norm/bias": (8,), "mlp_in/kernel": (8, 16),
+           "mlp_in/bias": (16,), "mlp_out/kernel": (16, 8), "mlp_out/bias": (8,)}
+  assert paths == {"embed/embedding": (5, 8), "decoder/pos_embedding": (4, 8),
+                   **{f"decoder/block_0/{k}": v for k, v in block.items()},
+                   "decoder/final_norm/scale": (8,), "decoder/final_norm/bias": (8,),
+                   "logits/kernel": (8, 5), "logits/bias": (5,)}

@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gen_jax import predictions as pr
 from gen_jax import schedules
-from gen_jax.losses import denoising as dn
 from gen_jax.sampling import diffusion as sd
 
 MU = np.array([0.5, -0.3])
@@ -118,14 +118,14 @@ def test_parameterisation_does_not_change_the_sampler(prediction):
   def other_fn(x, t):
     a, s = SCHEDULE.alpha(t[0]), SCHEDULE.sigma(t[0])
     eps = eps_fn(x, t)
-    x0 = dn.x0_from_eps(x_t=x, eps=eps, alpha=a, sigma=s)
-    return x0 if prediction == "x0" else dn.v_from_x0_eps(x0=x0, eps=eps, alpha=a, sigma=s)
+    x0 = pr.x0_from_eps(x_t=x, eps=eps, alpha=a, sigma=s)
+    return x0 if prediction == "x0" else pr.v_from_x0_eps(x0=x0, eps=eps, alpha=a, sigma=s)
 
   x_T = jax.random.normal(jax.random.PRNGKey(0), (256, 2))
   rng = jax.random.PRNGKey(1)
   want = sd.ddim(eps_fn, SCHEDULE, x_T, rng, num_steps=25).samples
   got = sd.ddim(other_fn, SCHEDULE, x_T, rng, num_steps=25,
-                prediction_fn=getattr(dn, f"{prediction}_prediction")).samples
+                prediction_fn=getattr(pr, f"{prediction}_prediction")).samples
   np.testing.assert_allclose(got, want, atol=1e-4)
 
 
@@ -172,5 +172,5 @@ def test_one_step_returns_the_first_x0_estimate():
   x0_fn = lambda x, t: x * 0.5 + t[:, None].astype(jnp.float32)  # reveals the t it was given
   for sampler in (sd.ddpm, sd.ddim):
     out = sampler(x0_fn, SCHEDULE, x_T, jax.random.PRNGKey(1), num_steps=1,
-                  prediction_fn=dn.x0_prediction)
+                  prediction_fn=pr.x0_prediction)
     np.testing.assert_allclose(out.samples, x0_fn(x_T, jnp.full((8,), 999)), rtol=1e-6)
