@@ -1,14 +1,19 @@
 """Trains one experiment: `python experiments/main.py --config CONFIG.py[:ARG] --workdir DIR`.
 
-Running the same command again on the same workdir resumes from its newest good checkpoint.
+Running the same command again on the same workdir resumes from its newest good checkpoint. A bad
+config file, key or value stops it before anything compiles, with one line that names it.
 """
 
 import logging
+import re
+import sys
 
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from gen_jax import data, host_memory, names
+from gen_jax.train import config as config_lib
 from gen_jax.train.loop import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -17,12 +22,45 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, but a bad config file or `--config.*` override ends the program with
+  one line: config_flags raises them from deep inside ml_collections, as a long traceback."""
+  try:
+    rest = flags.FLAGS(argv)
+    _CONFIG.value.keys()  # config_flags defers a file's load error to the config's first use
+    return rest
+  except Exception as error:  # whatever config_flags raised, name what is wrong in one line
+    sys.exit(f"Error: {_config_problem(argv) or str(error).splitlines()[0]}")
+
+
+def _config_problem(argv: list[str]) -> str | None:
+  """What is wrong with the --config file or the keys its overrides name, or None."""
+  spec, paths = None, []
+  for i, arg in enumerate(argv[1:], 1):
+    if match := re.fullmatch(r"--?config(=(.*))?", arg):
+      spec = match[2] if match[1] else next(iter(argv[i + 1:]), None)
+    elif match := re.match(r"--?(no)?config\.([^=]+)", arg):
+      paths.append(match[2])
+  try:
+    config = config_lib.load_file(spec) if spec else None
+    for path in paths if config else ():
+      config_lib.check_override(config, path)
+  except config_lib.ConfigError as error:
+    return str(error)
+  return None
+
+
 def main(argv):
   del argv
   absl_logging.set_verbosity(absl_logging.WARNING)  # orbax reports every save at INFO
   logging.getLogger("gen_jax").setLevel(logging.INFO)
-  result = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   workdir = _WORKDIR.value
+  # Process-wide CPU settings (gen_jax/host_memory.py): the entry point's choice, before JAX runs.
+  host_memory.configure_process(_CONFIG.value)
+  try:
+    result = train_and_evaluate(_CONFIG.value, workdir)
+  except (config_lib.ConfigError, names.UnknownNameError, data.DatasetNotPreparedError) as error:
+    sys.exit(f"Error: {error}")  # the message names the key or dataset and what to change
   print(f"\nDone at step {int(result.state.step)}. Outputs in {workdir}/:")
   print(f"  metrics:      {workdir}/metrics.jsonl")
   print(f"  TensorBoard:  tensorboard --logdir {workdir}/tb")
@@ -34,4 +72,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -1,14 +1,21 @@
-"""Generates from a trained workdir: text for language models, image grids or 2-D points.
+"""Generates from a trained workdir: text for token models, image grids or 2-D points.
 
     python experiments/sample.py --workdir runs/lm_python --prompt "def " --decode beam \
         --beam_size 4 --length 120
     python experiments/sample.py --workdir runs/lm_python --decode sample --temperature 0.8 \
         --top_p 0.95 --num 4
-    python experiments/sample.py --workdir runs/classifier_digits   # non-text: writes files
+    python experiments/sample.py --workdir runs/dcgan_digits --num 16 --seed 3
 
-Uses the EMA parameters when the run kept them.
+Token models print their continuations. Other samples are written to WORKDIR/generated/ (or
+--out) as `<name>_step<step>_seed<seed>_num<num>.png`, never over the run's own `samples/` files,
+and their paths are printed. Every input is checked before the state is loaded or anything is
+compiled; a bad one is refused with one line that says what to change. Uses the EMA parameters
+when the run kept them.
 """
 
+import math
+import os
+import sys
 from pathlib import Path
 
 import jax
@@ -17,60 +24,211 @@ import numpy as np
 from absl import app, flags
 from absl import logging as absl_logging
 
-from gen_jax.train.logging import MetricWriter
-from gen_jax.train.loop import load_checkpoint
+from gen_jax.methods import autoregressive
+from gen_jax.train import checkpoint as checkpoint_lib
+from gen_jax.train import config as config_lib
+from gen_jax.train.loop import build_method, load_checkpoint
+from gen_jax.viz import grids
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by experiments/main.py.")
-_NUM = flags.DEFINE_integer("num", 4, "Number of samples.")
-_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
-_PROMPT = flags.DEFINE_string("prompt", "def ", "Text models: the prompt (UTF-8 bytes).")
-_LENGTH = flags.DEFINE_integer("length", 128, "Text models: tokens to generate.")
+_NUM = flags.DEFINE_integer("num", 4, "Number of samples (token models: --decode sample).")
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed, in [0, 2**32).")
+_PROMPT = flags.DEFINE_string(
+    "prompt", None, "Token models: the prompt, UTF-8 text that the model's codec reads (default: "
+    "the run's model.sample_prompt).")
+_LENGTH = flags.DEFINE_integer("length", 128, "Token models: tokens to generate.")
 _DECODE = flags.DEFINE_enum("decode", "sample", ["greedy", "sample", "beam"],
-                            "Text models: decoding strategy.")
+                            "Token models: decoding strategy.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature (0: greedy).")
 _TOP_K = flags.DEFINE_integer("top_k", 0, "Keep the k most likely tokens (0: all).")
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Keep the smallest set with probability >= p.")
 _BEAM_SIZE = flags.DEFINE_integer("beam_size", 4, "Beam search: beams (all are printed).")
 _LENGTH_PENALTY = flags.DEFINE_float("length_penalty", 0.0, "Beam search: alpha.")
-_OUT = flags.DEFINE_string("out", "", "Non-text models: output folder (default WORKDIR/samples).")
+_OUT = flags.DEFINE_string("out", "", "Other models: output folder (default WORKDIR/generated).")
 flags.mark_flag_as_required("workdir")
 
+FLAGS = flags.FLAGS
+# The flags only a token model reads: set for another model, they would be silently ignored.
+TOKEN_FLAGS = ("prompt", "length", "decode", "temperature", "top_k", "top_p", "beam_size",
+               "length_penalty")
 
-def _text(tokens) -> str:
-  return bytes(np.clip(np.asarray(tokens), 0, 255).astype(np.uint8)).decode("utf-8", "replace")
+
+class Refusal(ValueError):
+  """An input that sample.py refuses; the message is one line that says what to change."""
+
+
+def _given(name: str) -> bool:
+  return FLAGS[name].present > 0
+
+
+def check_values() -> str | None:
+  """Checks each flag's value on its own; returns the prompt as text, if one was given."""
+  if _NUM.value < 1:
+    raise Refusal(f"--num must be >= 1, got {_NUM.value}.")
+  if _LENGTH.value < 1:
+    raise Refusal(f"--length must be >= 1 (tokens to generate), got {_LENGTH.value}.")
+  if not 0 <= _SEED.value < 2**32:
+    raise Refusal(f"--seed must be in [0, 2**32), got {_SEED.value}.")
+  if not 0 <= _TEMPERATURE.value < math.inf:  # NaN fails too
+    raise Refusal(f"--temperature must be a finite number >= 0 (0 is greedy), got "
+                  f"{_TEMPERATURE.value}.")
+  if _TOP_K.value < 0:
+    raise Refusal(f"--top_k must be >= 0 (0 keeps every token), got {_TOP_K.value}.")
+  if not 0 < _TOP_P.value <= 1:  # NaN fails too
+    raise Refusal(f"--top_p must be in (0, 1] (1 keeps every token), got {_TOP_P.value}.")
+  if _BEAM_SIZE.value < 1:
+    raise Refusal(f"--beam_size must be >= 1, got {_BEAM_SIZE.value}.")
+  if not math.isfinite(_LENGTH_PENALTY.value):
+    raise Refusal(f"--length_penalty must be a finite number, got {_LENGTH_PENALTY.value}.")
+  return None if _PROMPT.value is None else prompt_text(_PROMPT.value)
+
+
+def prompt_text(prompt: str) -> str:
+  """The prompt as given on the command line, which must be UTF-8.
+
+  Python decodes the command line with the file system encoding and keeps each byte it cannot
+  decode as a lone surrogate (PEP 383), which absl passes on: `os.fsencode` recovers the exact
+  bytes, whatever the locale, and they are decoded strictly.
+  """
+  try:
+    raw = os.fsencode(prompt)
+  except UnicodeEncodeError as e:
+    raise Refusal(f"--prompt is not valid UTF-8: {prompt[e.start:e.end]!r} at character "
+                  f"{e.start} is not text. Pass the prompt as UTF-8.") from None
+  try:
+    return raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise Refusal(f"--prompt is not valid UTF-8: {raw[e.start:e.end]!r} at byte {e.start} "
+                  f"({e.reason}). Pass the prompt as UTF-8.") from None
+
+
+def read_config(workdir: str):
+  """The config saved with `workdir`'s newest checkpoint. Creates, locks and moves nothing."""
+  path = Path(workdir)
+  if not path.is_dir():
+    raise Refusal(f"--workdir {workdir} does not exist or is not a folder: pass the --workdir "
+                  f"of a run of experiments/main.py.")
+  checkpoints = path / "checkpoints"
+  steps = [p for p in checkpoints.iterdir() if p.name.isdigit()] if checkpoints.is_dir() else []
+  if not steps:
+    raise Refusal(f"--workdir {workdir} has no checkpoint (no {checkpoints}/<step>/): train it "
+                  f"first with experiments/main.py --workdir {workdir}, or pass another.")
+  checkpointer = checkpoint_lib.Checkpointer(checkpoints, max_to_keep=1000, read_only=True)
+  try:
+    return config_lib.from_dict(checkpointer.read_config())
+  except checkpoint_lib.NoGoodCheckpointError as e:
+    raise Refusal(str(e)) from None
+  finally:
+    checkpointer.close()
+
+
+def check_for_model(config, method, prompt: str | None) -> tuple[int, ...] | None:
+  """Checks the flags against the run's model; returns a token model's prompt ids.
+
+  Every flag given must be one that the model reads, and the prompt (by default the run's own)
+  must encode, by the model's codec, to ids of its vocabulary that with --length fit its context.
+  """
+  run = f"--workdir {_WORKDIR.value} holds a {config.method} run"
+  if not hasattr(method, "sample"):
+    raise Refusal(f"{run}, which does not generate: pass the workdir of a generative run.")
+  if not isinstance(method, autoregressive.Autoregressive):
+    given = [f"--{name}" for name in TOKEN_FLAGS if _given(name)]
+    if given:
+      verb, pronoun = ("applies", "it") if len(given) == 1 else ("apply", "them")
+      raise Refusal(f"{', '.join(given)} {verb} to token models only, and {run}: drop "
+                    f"{pronoun}.")
+    return None
+  if _given("out"):
+    raise Refusal(f"--out applies to image and point models only, and {run}, whose "
+                  f"continuations are printed: drop it.")
+  try:
+    ids = method.sample_prompt if prompt is None else method.codec.encode(prompt)
+  except ValueError as e:
+    raise Refusal(f"--prompt: {e}") from None
+  source = "--prompt" if prompt is not None else "The run's model.sample_prompt"
+  if not ids:
+    raise Refusal("--prompt is empty: decoding continues at least one token.")
+  vocab, max_len = method.network.vocab_size, method.network.max_len
+  outside = sorted({i for i in ids if not 0 <= i < vocab})
+  if outside:
+    raise Refusal(f"--prompt gives the token ids {outside}, outside the model's vocabulary of "
+                  f"{vocab}: change the prompt.")
+  if len(ids) + _LENGTH.value > max_len:
+    raise Refusal(f"{source} ({len(ids)} tokens) plus --length {_LENGTH.value} exceeds the "
+                  f"model's max_len={max_len}: shorten one.")
+  return ids
+
+
+def generate_tokens(config, method, variables, rng, ids: tuple[int, ...]) -> None:
+  """Prints `method`'s continuations of the prompt `ids`, shown by its codec."""
+  eos_id = config.model.get("eos_id")
+  show = lambda tokens: method.codec.decode(list(ids) + [int(t) for t in tokens])
+  prompt = jnp.asarray(ids, jnp.int32)[None]  # [1, prompt_len]
+  if _DECODE.value == "beam":
+    out = jax.jit(lambda v: method.beam_search(
+        v, prompt, max_new_tokens=_LENGTH.value, beam_size=_BEAM_SIZE.value, eos_id=eos_id,
+        length_penalty=_LENGTH_PENALTY.value))(variables)
+    for rank in range(_BEAM_SIZE.value):
+      if out.finished[0, rank]:  # else fewer sequences exist than beams
+        print(f"=== beam {rank}: score {float(out.scores[0, rank]):.3f}")
+        print(show(out.sequences[0, rank, :int(out.lengths[0, rank])]))
+    return
+  if _DECODE.value == "greedy":  # deterministic: one sequence
+    decoder = autoregressive.Greedy(eos_id=eos_id)
+  else:
+    prompt = jnp.tile(prompt, (_NUM.value, 1))
+    decoder = autoregressive.Sampling(temperature=_TEMPERATURE.value, top_k=_TOP_K.value,
+                                      top_p=_TOP_P.value, eos_id=eos_id)
+  out = jax.jit(lambda v, r: method.generate(v, r, prompt, max_new_tokens=_LENGTH.value,
+                                             decoder=decoder))(variables, rng)
+  for i, row in enumerate(np.asarray(out)):
+    if eos_id is not None and eos_id in row:
+      row = row[:list(row).index(eos_id) + 1]
+    print(f"=== sample {i}")
+    print(show(row))
+
+
+def write_samples(samples, out_dir: Path, step: int) -> list[Path]:
+  """Images [n, h, w, c] as a PNG grid, 2-D points [n, 2] as a scatter PNG, others as .npy,
+  named by step, seed and number, so that no run's own sample file is overwritten."""
+  items = samples.items() if isinstance(samples, dict) else [("samples", samples)]
+  written = []
+  for name, value in items:
+    value = np.asarray(value)
+    stem = out_dir / f"{name}_step{step}_seed{_SEED.value}_num{_NUM.value}"
+    if value.ndim == 4:
+      written.append(grids.save_image_grid(value, stem.with_suffix(".png")))
+    elif value.ndim == 2 and value.shape[1] == 2 and value.dtype.kind == "f":
+      written.append(grids.save_scatter(value, stem.with_suffix(".png"),
+                                        title=f"{name}, step {step}, seed {_SEED.value}"))
+    else:
+      out_dir.mkdir(parents=True, exist_ok=True)
+      np.save(stem.with_suffix(".npy"), value)
+      written.append(stem.with_suffix(".npy"))
+  return written
 
 
 def main(argv):
-  del argv
   absl_logging.set_verbosity(absl_logging.WARNING)  # orbax reports every restore at INFO
+  try:
+    if len(argv) > 1:
+      raise Refusal(f"unexpected arguments {argv[1:]}: every input is a --flag.")
+    prompt = check_values()
+    config = read_config(_WORKDIR.value)
+    ids = check_for_model(config, build_method(config), prompt)
+    out_dir = Path(_OUT.value) if _OUT.value else Path(_WORKDIR.value) / "generated"
+    if ids is None and out_dir.exists() and not out_dir.is_dir():
+      raise Refusal(f"--out {out_dir} exists and is not a folder: pass a folder.")
+  except Refusal as e:
+    sys.exit(f"sample.py: {e}")
   config, method, state = load_checkpoint(_WORKDIR.value)
   variables = state.variables()
   rng = jax.random.PRNGKey(_SEED.value)
-  if config.method != "autoregressive":
-    writer = MetricWriter(_OUT.value or Path(_WORKDIR.value))
-    for path in writer.write_samples(int(state.step), method.sample(variables, rng, _NUM.value)):
-      print(path)
-    writer.close()
+  if ids is not None:
+    generate_tokens(config, method, variables, rng, ids)
     return
-  prompt_bytes = list(_PROMPT.value.encode("utf-8"))
-  prompt = jnp.tile(jnp.asarray(prompt_bytes, jnp.int32)[None], (_NUM.value, 1))
-  if _DECODE.value == "beam":
-    out = jax.jit(lambda v: method.beam_search(
-        v, prompt[:1], max_new_tokens=_LENGTH.value, beam_size=_BEAM_SIZE.value,
-        length_penalty=_LENGTH_PENALTY.value))(variables)
-    for rank in range(_BEAM_SIZE.value):
-      print(f"=== beam {rank}: score {float(out.scores[0, rank]):.3f}")
-      print(_PROMPT.value + _text(out.sequences[0, rank, :int(out.lengths[0, rank])]))
-    return
-  if _DECODE.value == "greedy":
-    out = jax.jit(lambda v: method.greedy(v, prompt[:1], max_new_tokens=_LENGTH.value))(variables)
-  else:
-    out = jax.jit(lambda v, r: method.generate(
-        v, r, prompt, max_new_tokens=_LENGTH.value, temperature=_TEMPERATURE.value,
-        top_k=_TOP_K.value, top_p=_TOP_P.value))(variables, rng)
-  for i, row in enumerate(np.asarray(out.sequences)):
-    print(f"=== sample {i}")
-    print(_PROMPT.value + _text(row))
+  for path in write_samples(method.sample(variables, rng, _NUM.value), out_dir, int(state.step)):
+    print(path)
 
 
 if __name__ == "__main__":

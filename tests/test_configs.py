@@ -1,4 +1,5 @@
-"""Every experiment config: its documented variants resolve, and its tiny variant trains."""
+"""Every experiment config: its documented variants pass the schema's checks, and its tiny
+variant trains."""
 
 import importlib.util
 import math
@@ -31,6 +32,25 @@ def test_default_config_resolves_and_documents_its_command(path):
   raw = module.get_config()
   assert set(raw.keys()) == set(config_lib.defaults().keys())
   assert set(raw.train.keys()) == set(config_lib.defaults().train.keys())
+
+
+# Every documented variant of each file (`get_config(arg)`), beyond "" and "tiny".
+VARIANTS = {
+    "dcgan_digits": ("transpose",), "dcgan_mnist": ("conditional", "transpose", "conditional,tiny"),
+    "ddpm_toy2d": ("grid25", "swiss_roll", "grid25,tiny"), "vae_digits": ("iwae", "iwae,tiny"),
+    "gan_ring8": ("collapse", "conditional", "conditional,tiny"),
+    "gan_grid25": ("collapse", "conditional", "conditional,tiny"),
+}
+CASES = [(p, arg) for p in CONFIGS for arg in ("", "tiny", *VARIANTS.get(p.stem, ()))]
+
+
+@pytest.mark.parametrize("path,arg", CASES, ids=[f"{p.stem}:{arg}" for p, arg in CASES])
+def test_every_variant_passes_the_schema_checks(path, arg):
+  # resolve() checks every value's type and range, and the splits and keys against the dataset.
+  raw = _load(path).get_config(arg)
+  config = config_lib.resolve(raw)
+  assert config_lib.to_dict(config_lib.resolve(config)) == config_lib.to_dict(config)
+  assert config.data.name == raw.data.name and config.train.num_steps == raw.train.num_steps
 
 
 @pytest.mark.parametrize("path", [p for p in CONFIGS if not any(n in p.stem for n in NEEDS_DOWNLOAD)],

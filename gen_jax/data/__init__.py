@@ -17,7 +17,8 @@ import importlib
 
 BUNDLED = ("digits", "toy2d", "python_source")
 
-_PIPELINE_NAMES = ("load", "info", "DataIterator", "DatasetInfo", "DatasetNotPreparedError")
+_PIPELINE_NAMES = ("load", "info", "DataIterator", "DatasetInfo", "DatasetNotPreparedError",
+                   "DatasetDamagedError")
 
 __all__ = ["BUNDLED", *_PIPELINE_NAMES]
 

@@ -21,6 +21,16 @@ Conventions shared by all decoders:
   * `sequences` hold only the generated tokens, `[.., max_new_tokens]`, never the prompt.
   * Once `eos_id` is generated, later positions hold `pad_id` (default 0).
   * Lengths count generated tokens including the EOS token.
+  * Ties go to the lower id. Values that compare equal are ties, so -0.0 and +0.0 are one value
+    (XLA's sort orders -0.0 below +0.0, so every ranking here goes through `_top_k`, which
+    ranks like `jnp.argmax`); a NaN logit counts as the largest value, as in `jnp.argmax`. So
+    greedy, temperature 0, `top_k = 1`, a tiny `top_p` and the ranks of top-k / top-p agree.
+  * Logits tied at +inf share the probability equally (a plain softmax gives NaN). A row whose
+    logits are all -inf allows no token: greedy and sampling then take id 0 with log-probability
+    -inf, and beam search drops the beam (its continuations score -inf, not NaN).
+  * Settings given as concrete values (Python numbers, NumPy or unjitted JAX arrays) are checked
+    and refused with a ValueError; values traced under `jit` cannot be checked, and there a
+    temperature <= 0 is greedy.
 
 References:
   Ackley, Hinton and Sejnowski, "A learning algorithm for Boltzmann machines", 1985 (temperature).
@@ -35,6 +45,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from jax import lax
 
@@ -119,28 +130,96 @@ def init_cache(model: nn.Module, batch_size: int) -> Any:
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
+def _concrete(value: Any) -> np.ndarray | None:
+  """`value` as a NumPy array when it is known at trace time; None when it is traced."""
+  try:
+    return np.asarray(value)
+  except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    return None
+
+
+def _check(name: str, value: Any, valid: Callable[[np.ndarray], np.ndarray], rule: str) -> None:
+  """Raises a ValueError naming `name` when a concrete `value` has an entry that is not valid."""
+  value = _concrete(value)
+  if value is None:
+    return
+  with np.errstate(invalid="ignore"):
+    bad = value[~np.asarray(valid(value), bool)]
+  if bad.size:
+    more = f" (and {bad.size - 1} more entries)" if bad.size > 1 else ""
+    raise ValueError(f"{name} must be {rule}, got {bad.flat[0]}{more}.")
+
+
+def _check_sampling(temperature: Any, top_k: Any, top_p: Any) -> None:
+  _check("temperature", temperature, lambda t: (t >= 0) & (t < np.inf),
+         "a finite number >= 0 (0 is greedy)")
+  _check("top_k", top_k, lambda k: (k >= 0) & (np.floor(k) == k),
+         "a whole number >= 0 (0 keeps every token)")
+  _check("top_p", top_p, lambda p: (p > 0) & (p <= 1), "in (0, 1] (1 keeps every token)")
+
+
+def _check_eos(eos_id: int | None, vocab: int) -> None:
+  if eos_id is not None and not 0 <= eos_id < vocab:
+    raise ValueError(f"eos_id={eos_id} is outside the vocabulary [0, {vocab}) of the logits: "
+                     f"pass a token id below {vocab}, or None for fixed-length generation.")
+
+
+def _top_k(x: Array, k: int) -> tuple[Array, Array]:
+  """`lax.top_k` over the last axis with the ties of `jnp.argmax`: equal values by index.
+
+  `lax.top_k` keeps index order among identical bits, but sorts -0.0 below +0.0 and a NaN by
+  its sign bit. Mapping -0.0 to +0.0 and every NaN to one positive NaN (which it ranks first,
+  where `jnp.argmax` puts any NaN) leaves only ties that it breaks by index.
+  """
+  x = jnp.where(x == 0, jnp.zeros_like(x), x)
+  x = jnp.where(jnp.isnan(x), jnp.full_like(x, jnp.nan), x)
+  return lax.top_k(x, k)
+
+
+def _log_softmax(logits: Array) -> Array:
+  """`log_softmax` over the last axis in float32, defined where `jax.nn.log_softmax` gives NaN.
+
+  Relative to the row's largest logit, its ties get exactly 0, so logits tied at +inf share the
+  probability (`inf - inf` would be NaN), and a row of -inf, where no token is possible, is -inf
+  throughout. A row with a NaN stays NaN.
+  """
+  logits = logits.astype(jnp.float32)
+  top = jnp.max(logits, axis=-1, keepdims=True)
+  log_probs = jax.nn.log_softmax(jnp.where(logits == top, 0.0, logits - top), axis=-1)
+  return jnp.where(top == -jnp.inf, -jnp.inf, log_probs)
+
+
 def _filter_sorted(logits: Array, temperature: Array, top_k: Array,
                    top_p: Array) -> tuple[Array, Array, Array, Array]:
   """Temperature, top-k and top-p in descending order of the raw logits.
 
   Returns:
     tempered: `[batch, vocab]` float32 tempered logits, sorted descending.
-    order: `[batch, vocab]` token id of each rank; ties rank the lower id first.
-    keep: `[batch, vocab]` bool, the kept ranks, always a prefix `0 .. num_kept - 1`.
+    order: `[batch, vocab]` token id of each rank; ties rank the lower id first (`_top_k`).
+    keep: `[batch, vocab]` bool, the kept ranks, always a prefix `0 .. num_kept - 1`: the ranks
+      that top-k and top-p keep and that have a positive probability, and always rank 0.
     cdf: `[batch, vocab]` cumulative probabilities of the tempered top-k distribution; on the
       kept prefix they are proportional to the cumulative sampling distribution.
   """
   vocab = logits.shape[-1]
   col = lambda x: jnp.broadcast_to(jnp.asarray(x), logits.shape[:1])[:, None]  # [batch, 1]
   temperature, top_k, top_p = col(temperature), col(top_k), col(top_p)
-  sorted_logits, order = lax.top_k(logits.astype(jnp.float32), vocab)
+  sorted_logits, order = _top_k(logits.astype(jnp.float32), vocab)
   rank = jnp.arange(vocab)[None, :]
   greedy = temperature <= 0
-  tempered = sorted_logits / jnp.where(greedy, 1.0, temperature)
+  scale = jnp.where(greedy, 1.0, temperature)
+  tempered = sorted_logits / scale
+  # The probabilities are computed relative to the largest logit, whose ties get exactly 0, so
+  # that tokens tied at +inf share the mass (`inf - inf` is NaN) and a tiny temperature cannot
+  # overflow them. A row of -inf keeps only rank 0; with a NaN, nothing has a positive
+  # probability and rank 0 (the first NaN) alone is kept.
+  top = sorted_logits[:, :1]
+  shifted = jnp.where(sorted_logits == top, 0.0, sorted_logits - top) / scale
   keep = (rank < top_k) | (top_k <= 0)
-  probs = jax.nn.softmax(jnp.where(keep, tempered, -jnp.inf), axis=-1)
+  probs = jax.nn.softmax(jnp.where(keep, shifted, -jnp.inf), axis=-1)
   cdf = jnp.cumsum(probs, axis=-1)
   keep &= (cdf - probs < top_p - _TOP_P_TOLERANCE) | (top_p >= 1)
+  keep &= (probs > 0) & (top > -jnp.inf)
   keep &= ~greedy
   keep |= rank == 0
   return tempered, order, keep, cdf
@@ -153,18 +232,24 @@ def filter_logits(logits: Array, *, temperature: Array | float = 1.0, top_k: Arr
   In order: divide by `temperature` (0 means greedy: only the argmax survives); keep the `top_k`
   highest-ranked tokens (0 keeps all); on the renormalised tempered top-k distribution keep the
   smallest set of highest-ranked tokens whose probability is at least `top_p` (the token that
-  crosses `top_p` is kept; `top_p >= 1` keeps all). The most likely token always survives. Ranks
-  come from a sort, so `top_k` keeps exactly `top_k` tokens even among ties (lower ids first).
+  crosses `top_p` is kept; `top_p = 1` keeps all). Tokens whose probability is 0 (a -inf logit,
+  or one that underflows) are removed too. The most likely token always survives. Ranks come
+  from a sort with ties to the lower id (the module's conventions, signed zeros included), so
+  `top_k` keeps exactly `top_k` tokens even among ties.
 
   Args:
     logits: `[batch, vocab]`.
     temperature: scalar or `[batch]`, >= 0.
-    top_k: scalar or `[batch]` int.
+    top_k: scalar or `[batch]` int, >= 0.
     top_p: scalar or `[batch]` in (0, 1].
 
   Returns:
     `[batch, vocab]` float32 tempered logits, `-inf` where removed.
+
+  Raises:
+    ValueError: a concrete setting outside its range (NaN included).
   """
+  _check_sampling(temperature, top_k, top_p)
   tempered, order, keep, _ = _filter_sorted(logits, temperature, top_k, top_p)
   rows = jnp.arange(logits.shape[0])[:, None]
   filtered = jnp.where(keep, tempered, -jnp.inf)
@@ -179,11 +264,11 @@ def _decode(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any,
     raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
   batch = prompt.shape[0]
   logits, cache = tokens_to_logits(prompt, cache)  # [batch, prompt_len, vocab]
+  _check_eos(eos_id, logits.shape[-1])
 
   def choose(state, logits, step):
     tokens = jnp.where(state.finished, pad_id, choose_fn(logits, step)).astype(jnp.int32)
-    log_probs = jnp.take_along_axis(jax.nn.log_softmax(logits.astype(jnp.float32)),
-                                    tokens[:, None], axis=-1)[:, 0]
+    log_probs = jnp.take_along_axis(_log_softmax(logits), tokens[:, None], axis=-1)[:, 0]
     at_step = jnp.arange(max_new_tokens) == step
     finished = state.finished
     if eos_id is not None:
@@ -216,18 +301,21 @@ def _decode(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any,
 
 def greedy(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, *, max_new_tokens: int,
            eos_id: int | None = None, pad_id: int = 0) -> DecodeOutput:
-  """Greedy decoding: the argmax token at every step (ties: the lower id).
+  """Greedy decoding: the argmax token at every step (ties: the lower id; -0.0 == +0.0).
 
   Args:
     tokens_to_logits: see the module docstring.
     prompt: `[batch, prompt_len]` int32, `prompt_len >= 1`; prefilled in one call.
     cache: the empty cache for `batch` sequences.
     max_new_tokens: static number of generated tokens.
-    eos_id: the end token, or None for fixed-length generation.
+    eos_id: the end token in [0, vocab), or None for fixed-length generation.
     pad_id: written after the EOS.
 
   Returns:
     `DecodeOutput` with `sequences [batch, max_new_tokens]`.
+
+  Raises:
+    ValueError: `eos_id` outside the vocabulary of the logits.
   """
   choose_fn = lambda logits, step: jnp.argmax(logits, axis=-1)
   return _decode(tokens_to_logits, prompt, cache, choose_fn, max_new_tokens, eos_id, pad_id)
@@ -253,14 +341,19 @@ def sample(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, rng: Arr
     rng: a PRNG key.
     max_new_tokens: static number of generated tokens.
     temperature: scalar or `[batch]` float, >= 0.
-    top_k: scalar or `[batch]` int; 0 disables it.
+    top_k: scalar or `[batch]` int, >= 0; 0 disables it.
     top_p: scalar or `[batch]` float in (0, 1]; 1 disables it.
-    eos_id: the end token, or None for fixed-length generation.
+    eos_id: the end token in [0, vocab), or None for fixed-length generation.
     pad_id: written after the EOS.
 
   Returns:
     `DecodeOutput`; `log_probs` are under the unfiltered model distribution.
+
+  Raises:
+    ValueError: a concrete setting outside its range (NaN included), or `eos_id` outside the
+      vocabulary of the logits.
   """
+  _check_sampling(temperature, top_k, top_p)
   batch = prompt.shape[0]
 
   def choose_fn(logits, step):
@@ -298,8 +391,7 @@ def _beam_step(state: _BeamState, logits: Array, step: Array, *, eos_id: int | N
   """
   batch, beam, vocab = logits.shape
   max_new_tokens = state.alive_sequences.shape[-1]
-  log_probs = state.alive_log_probs[:, :, None] + jax.nn.log_softmax(
-      logits.astype(jnp.float32), axis=-1)  # [batch, beam, vocab]
+  log_probs = state.alive_log_probs[:, :, None] + _log_softmax(logits)  # [batch, beam, vocab]
   at_step = jnp.arange(max_new_tokens) == step
   penalty = gnmt_length_penalty(step + 1, alpha)
   length = jnp.full((batch, beam), step + 1, jnp.int32)
@@ -312,7 +404,8 @@ def _beam_step(state: _BeamState, logits: Array, step: Array, *, eos_id: int | N
     candidates.append((eos_sequences, eos_log_probs / penalty, eos_log_probs, length))
     log_probs = log_probs.at[:, :, eos_id].set(-jnp.inf)
 
-  alive_log_probs, flat = lax.top_k(log_probs.reshape(batch, beam * vocab), beam)
+  # Ties: the lower parent beam, then the lower token (flat index order).
+  alive_log_probs, flat = _top_k(log_probs.reshape(batch, beam * vocab), beam)
   parents, tokens = flat // vocab, (flat % vocab).astype(jnp.int32)  # [batch, beam]
   alive_sequences = jnp.take_along_axis(state.alive_sequences, parents[:, :, None], axis=1)
   alive_sequences = jnp.where(at_step, tokens[:, :, None], alive_sequences)
@@ -321,7 +414,7 @@ def _beam_step(state: _BeamState, logits: Array, step: Array, *, eos_id: int | N
 
   sequences, scores, sums, lengths = (jnp.concatenate(parts, axis=1) for parts in zip(*candidates))
   # Ties keep the earlier candidate: an older finished sequence before a new one.
-  scores, best = lax.top_k(scores, beam)
+  scores, best = _top_k(scores, beam)
   take = lambda x: jnp.take_along_axis(x, best.reshape(best.shape + (1,) * (x.ndim - 2)), axis=1)
   state = _BeamState(
       alive_sequences=alive_sequences,
@@ -344,7 +437,10 @@ def beam_search(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, *, 
               / ((5 + length) / 6) ** length_penalty
 
   with `length` = number of generated tokens including the EOS, never the prompt (GNMT, Wu et
-  al., 2016). `length_penalty = 0` leaves the summed log-probability.
+  al., 2016). `length_penalty = 0` leaves the summed log-probability. Ties go to the lower ids:
+  among equal summed log-probabilities the lower parent beam, then the lower token; among equal
+  scores the earlier candidate (finished before, then EOS continuations by beam, then the
+  length-limited ones); -0.0 and +0.0 are equal.
 
   At every step each of the `beam_size` alive beams contributes its EOS continuation as a
   finished candidate whatever its rank, and the finished set keeps the best `beam_size`
@@ -359,16 +455,24 @@ def beam_search(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, *, 
       then the cache leaves with a batch axis are repeated to `[batch * beam_size, ...]`.
     prompt: `[batch, prompt_len]` int32, `prompt_len >= 1`.
     cache: the empty cache for `batch` sequences.
-    beam_size: static number of alive beams (and of finished slots).
+    beam_size: static number of alive beams (and of finished slots), >= 1.
     max_new_tokens: static most generated tokens.
-    eos_id: the end token, or None (then every sequence has `max_new_tokens` tokens).
+    eos_id: the end token in [0, vocab), or None (then every sequence has `max_new_tokens`
+      tokens).
     length_penalty: the exponent `alpha` above, a float or a scalar array (a runtime value).
     num_return: how many sequences to return per example, <= beam_size (default beam_size).
     pad_id: written after the EOS.
 
   Returns:
     `BeamSearchOutput` with `sequences [batch, num_return, max_new_tokens]`, best first.
+
+  Raises:
+    ValueError: `beam_size`, `num_return` or `max_new_tokens` below 1, a concrete non-finite
+      `length_penalty`, or `eos_id` outside the vocabulary of the logits.
   """
+  if beam_size < 1:
+    raise ValueError(f"beam_size must be >= 1, got {beam_size}.")
+  _check("length_penalty", length_penalty, np.isfinite, "a finite number")
   num_return = beam_size if num_return is None else num_return
   if not 1 <= num_return <= beam_size:
     raise ValueError(f"num_return must be in [1, beam_size={beam_size}], got {num_return}.")
@@ -378,6 +482,7 @@ def beam_search(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, *, 
   alpha = jnp.asarray(length_penalty, jnp.float32)
 
   logits, cache = tokens_to_logits(prompt, cache)  # [batch, prompt_len, vocab]
+  _check_eos(eos_id, logits.shape[-1])
   logits = jnp.repeat(logits[:, -1:], beam_size, axis=1)  # [batch, beam, vocab]
   cache = jax.tree.map(lambda x: jnp.repeat(x, beam_size, axis=0) if x.ndim else x, cache)
 

@@ -1,21 +1,77 @@
-"""Run outputs under the workdir: JSON lines, TensorBoard event files, sample files."""
+"""What a run shows and writes: the progress bar's contents and status lines, and the outputs
+under the workdir (JSON lines, TensorBoard event files, sample files)."""
 
+import contextlib
 import json
+import logging
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 from tensorboardX import SummaryWriter
 
 from gen_jax.viz import grids
 
+log = logging.getLogger(__name__)
+
+
+def progress_postfix(means: Mapping[str, float]) -> dict[str, str]:
+  """What the progress bar shows after a logging interval: each player's loss, the metrics named
+  `<player>/loss` (a GAN's `disc/loss` and `gen/loss`), to 4 significant digits. The bar shows
+  the steps per second itself."""
+  return {name: f"{float(value):.4g}" for name, value in means.items()
+          if name.endswith("/loss")}
+
+
+@contextlib.contextmanager
+def status(bar, message: str) -> Iterator[None]:
+  """Names a long silent phase of a run (compiling, evaluating, sampling) while it lasts: as the
+  description of the tqdm progress `bar`, or, when the bar is disabled or closed, as an INFO line
+  of this module's logger (which `experiments/main.py` shows and tests keep quiet)."""
+  if bar.disable:
+    log.info(message)
+    yield
+    return
+  bar.set_description_str(message)  # drawn now: the phase may block the bar's next update
+  try:
+    yield
+  finally:
+    bar.set_description_str("")
+
+
+def reference_points(info: Any, batch: Mapping[str, Any], *, num: int = 1000
+                     ) -> np.ndarray | None:
+  """Real points [m, 2] to draw under 2-D samples: `num` exact draws (seed 0) from the data's
+  distribution when its `DatasetInfo` knows it (toy2d's `mixture`), else the batch's float
+  [batch, 2] entry, else None (the data are no 2-D points)."""
+  mixture = getattr(info, "mixture", None)
+  if mixture is not None:
+    return mixture.sample(np.random.default_rng(0), num)[0]
+  for key in sorted(batch):
+    value = np.asarray(batch[key])
+    if value.ndim == 2 and value.shape[1] == 2 and value.dtype.kind == "f":
+      return value
+  return None
+
 
 class MetricWriter:
-  """Writes scalar metrics to `metrics.jsonl` and to TensorBoard (`tb/`) under the workdir."""
+  """Writes scalar metrics to `metrics.jsonl` and to TensorBoard (`tb/`) under the workdir, and
+  samples under `samples/`.
 
-  def __init__(self, workdir: str | Path):
+  Attributes:
+    workdir: the run's directory.
+    reference_points: real points [m, 2] drawn under 2-D samples, or None.
+    scatter_limits: the axes window (x0, x1, y0, y1) of each sample name's 2-D plots: around the
+      reference points when given, else around that name's first samples, then kept, so that
+      every plot of the run has the same axes.
+  """
+
+  def __init__(self, workdir: str | Path, *, reference_points: np.ndarray | None = None):
     self.workdir = Path(workdir)
+    self.reference_points = (None if reference_points is None
+                             else np.asarray(reference_points, np.float32).reshape(-1, 2))
+    self.scatter_limits: dict[str, tuple[float, float, float, float]] = {}
     self.workdir.mkdir(parents=True, exist_ok=True)
     self._jsonl = open(self.workdir / "metrics.jsonl", "a", encoding="utf-8")
     self._tb = SummaryWriter(str(self.workdir / "tb"))
@@ -41,8 +97,9 @@ class MetricWriter:
         written.append(grids.save_image_grid(value, stem.with_suffix(".png")))
         self._tb.add_image(f"samples/{name}", grids.image_grid(value), step, dataformats="HWC")
       elif value.ndim == 2 and value.shape[1] == 2 and value.dtype.kind == "f":
-        written.append(grids.save_scatter(value, stem.with_suffix(".png"),
-                                          title=f"{name}, step {step}"))
+        written.append(grids.save_scatter(
+            value, stem.with_suffix(".png"), reference=self.reference_points,
+            limits=self._limits(name, value), title=f"{name}, step {step}"))
       elif value.ndim == 2 and value.dtype.kind in "iu":
         path = stem.with_suffix(".txt")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +114,15 @@ class MetricWriter:
         written.append(path)
     self._tb.flush()
     return written
+
+  def _limits(self, name: str, points: np.ndarray) -> tuple[float, float, float, float]:
+    if name not in self.scatter_limits:
+      basis = points if self.reference_points is None else self.reference_points
+      limits = grids.scatter_limits(basis)
+      if not np.isfinite(basis).all(axis=1).any():
+        return limits  # no finite point to frame yet: decided by a later call
+      self.scatter_limits[name] = limits
+    return self.scatter_limits[name]
 
   def close(self) -> None:
     self._jsonl.close()

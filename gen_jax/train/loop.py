@@ -22,11 +22,12 @@ from typing import Any, Iterator
 import jax
 import jax.numpy as jnp
 import ml_collections
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in notebooks, text in a terminal
 
 from gen_jax import data as data_lib
 from gen_jax import host_memory
 from gen_jax import names
+from gen_jax.methods.base import DataSpec
 from gen_jax.train import checkpoint as checkpoint_lib
 from gen_jax.train import config as config_lib
 from gen_jax.train import logging as logging_lib
@@ -34,12 +35,14 @@ from gen_jax.train import optimizers as optimizers_lib
 from gen_jax.train import parallel
 from gen_jax.train import step as step_lib
 from gen_jax.train.state import TrainState
+from gen_jax.viz import gan_plots
 
 log = logging.getLogger(__name__)
 
 
 class NonFiniteError(FloatingPointError):
-  """A train metric became NaN or infinite; the run stopped without saving that state."""
+  """A train metric or the state to be saved became NaN or infinite; the run stopped without
+  saving that state."""
 
 
 @dataclasses.dataclass
@@ -51,9 +54,14 @@ class TrainResult:
   samples: list[Path]  # files written by the last sampling
 
 
-def build_method(config: ml_collections.ConfigDict):
+def build_method(config: ml_collections.ConfigDict, spec: DataSpec | None = None):
+  """The method `config` names, told about its data by `spec`; by default the training data's
+  info, read here (methods never read the data themselves)."""
   module = names.submodule("gen_jax.methods", config.method, what="method", exclude=("base",))
-  return module.from_config(config)
+  if spec is None:
+    d = config.data
+    spec = DataSpec.from_info(data_lib.info(d.name, d.data_dir or None, seq_len=d.seq_len or None))
+  return module.from_config(config, spec)
 
 
 def load_data(config: ml_collections.ConfigDict, split: str, *, train: bool) -> Iterator:
@@ -76,7 +84,8 @@ def _build(config: ml_collections.ConfigDict):
   method = build_method(config)
   player_names = tuple(p.name for p in method.players)
   config_lib.check_players(config, player_names)
-  optimizers = optimizers_lib.make_optimizers(config.optim, player_names, config.train.num_steps)
+  # The players themselves, not their names: a player's `repeats` sets its schedule's pace.
+  optimizers = optimizers_lib.make_optimizers(config.optim, method.players, config.train.num_steps)
   init_fn = functools.partial(step_lib.init_state, method, optimizers,
                               ema_decay=config.train.ema_decay)
   return method, optimizers, init_fn
@@ -100,7 +109,9 @@ def load_checkpoint(workdir: str | Path) -> tuple[ml_collections.ConfigDict, Any
   For sampling and notebooks: `config, method, state = load_checkpoint("runs/lm_python")`,
   then `method.sample(state.variables(), rng, 8)`.
   """
-  checkpointer = checkpoint_lib.Checkpointer(Path(workdir) / "checkpoints", max_to_keep=1000)
+  # Read-only: no lock and nothing moved, so a workdir can be sampled while its run trains.
+  checkpointer = checkpoint_lib.Checkpointer(Path(workdir) / "checkpoints", max_to_keep=1000,
+                                             read_only=True)
   try:
     config_json = checkpointer.read_config()
     config = config_lib.from_dict(config_json)
@@ -144,8 +155,8 @@ class _MetricAverager:
     if bad:
       raise NonFiniteError(
           f"Step {step}: {', '.join(f'{k} = {values[k]}' for k in bad)}. The run stopped without "
-          f"saving this state; {last_checkpoint}. Lower the learning rate or clip gradients "
-          f"(optim.grad_clip_norm), then rerun the same command to resume from there.")
+          f"saving this state; {last_checkpoint}. Lower the learning rate "
+          f"(optim.learning_rate), then rerun the same command to resume from there.")
     for k, v in values.items():
       self.sums[k] = self.sums.get(k, 0.0) + v
     self.count += 1
@@ -159,7 +170,7 @@ class _MetricAverager:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainResult:
   """Trains `config` in `workdir`, continuing from its newest good checkpoint if it has one."""
   config = config_lib.resolve(config)
-  host_memory.set_cpu_async_dispatch(config.train.cpu_async_dispatch)
+  host_memory.check_cpu_async_dispatch(config.train.cpu_async_dispatch)
   workdir = Path(workdir)
   method, optimizers, init_fn = _build(config)
   cfg_train = config.train
@@ -181,14 +192,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   checkpointer = checkpoint_lib.Checkpointer(
       workdir / "checkpoints", max_to_keep=cfg_train.max_to_keep,
       async_save=cfg_train.async_checkpoints)
-  restored = checkpointer.restore(abstract_state, config_json)
-  if restored is None:
-    state = jax.jit(init_fn, out_shardings=state_sharding)(rng, example)
-    resumed_from = None
-  else:
-    resumed_from, state, data_state = restored
-    train_data.set_state(data_state)
-    log.info("Resumed from the checkpoint at step %d.", resumed_from)
+  try:  # refused before anything compiles: another model, data stream or state structure
+    restored = checkpointer.restore(abstract_state, config_json, train_data.get_state())
+    if restored is None:
+      state = jax.jit(init_fn, out_shardings=state_sharding)(rng, example)
+      resumed_from = None
+    else:
+      resumed_from, state, data_state = restored
+      train_data.set_state(data_state)
+      log.info("Resumed from the checkpoint at step %d.", resumed_from)
+  except BaseException:
+    checkpointer.close()  # releases the workdir's lock for the corrected rerun
+    raise
 
   traces = 0
   metric_names: tuple[str, ...] = ()
@@ -197,8 +212,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
   def counted_steps(state, batches):
     # Runs at trace time only (once per distinct number of steps per call). The metrics leave
-    # the device as one float32 [steps, metrics] array per call: reading each scalar separately
-    # cost ~15 us per metric and step on the host.
+    # the device as one float32 [steps, metrics] array per call: one transfer, not one per
+    # metric and step.
     nonlocal traces, metric_names
     traces += 1
     state, metrics = train_steps(state, batches)
@@ -217,7 +232,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     p_sample = jax.jit(lambda variables, rng: sample_fn(variables, rng, cfg_train.num_samples),
                        out_shardings=state_sharding)
 
-  writer = logging_lib.MetricWriter(workdir)
+  writer = logging_lib.MetricWriter(
+      workdir, reference_points=logging_lib.reference_points(train_data.info, example))
   averager = _MetricAverager()
   eval_rng, sample_rng = jax.random.split(jax.random.fold_in(rng, 1))
   last_saved = resumed_from
@@ -244,14 +260,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     writer.write(step, "eval", {**means, "seconds": time.perf_counter() - eval_tic})
     return means
 
-  plot_fn = getattr(method, "plot", None)
+  # Figures beyond the samples, drawn by viz from the method's arrays: GAN-Lab frames of 2-D GANs.
+  plot_fn = gan_plots.make_plot_fn(method, train_data.info)
 
   def sample(state: TrainState, step: int) -> list[Path]:
     rng = jax.random.fold_in(sample_rng, step)
     written = writer.write_samples(step, jax.device_get(p_sample(state.variables(), rng)))
     if plot_fn is not None:
       written += plot_fn(state.variables(use_ema=False), rng, step=step,
-                         directory=writer.workdir / "samples", info=train_data.info)
+                         directory=writer.workdir / "samples")
     return written
 
   # Calls dispatched but whose metrics the host has not read yet. They are read in one transfer
@@ -275,7 +292,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
           means["steps_per_sec"] = (done - tic_step) / max(now - tic, 1e-9)
           tic, tic_step = now, done
           writer.write(done, "train", means)
-          bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]}, refresh=False)
+          bar.set_postfix(logging_lib.progress_postfix(means), refresh=False)
 
   # A call runs `steps_per_call` steps, fewer when a checkpoint, evaluation, sample or the end
   # comes sooner, so that each happens on its exact step (a shorter call compiles once more).
@@ -294,11 +311,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                                       disable=not cfg_train.progress_bar, smoothing=0.1) as bar:
       step = start
       while step < num_steps:
-        # A background thread reading batches ahead measured no faster on 2 cores: the batches
-        # are read here, while the device still runs the previous call.
+        # The batches are read here, while the device still runs the previous call: the read
+        # overlaps the step without a reader thread.
         n = steps_in_call(step)
         batches = parallel.put_batch(train_data.next_batches(n), mesh, stacked_sharding)
-        state, metrics = p_train_steps(state, batches)
+        # The first call compiles the step, often a run's longest silence: it is named.
+        with (logging_lib.status(bar, "Compiling the train step...") if not traces
+              else contextlib.nullcontext()):
+          state, metrics = p_train_steps(state, batches)
         pending.append((step, metrics))
         step = done = step + n
         final = done == num_steps
@@ -307,15 +327,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         if (len(pending) - 1) * cfg_train.steps_per_call >= cfg_train.log_every:
           drain(keep_newest=True)
         if final or stop or done % cfg_train.checkpoint_every == 0:
-          drain(keep_newest=False)  # a state is saved only once its metrics were seen finite
-          checkpointer.save(done, state, train_data.get_state(), config_json)
+          # A state is saved only once its metrics were seen finite, and `save` checks the
+          # state itself: step s's metrics come from the state before its update.
+          drain(keep_newest=False)
+          try:
+            checkpointer.save(done, state, train_data.get_state(), config_json)
+          except checkpoint_lib.NonFiniteStateError as e:
+            raise NonFiniteError(
+                f"Step {done}: {e}. The run stopped without saving this state; "
+                f"{last_checkpoint()}. Lower the learning rate (optim.learning_rate), then "
+                f"rerun the same command to resume from there.") from None
           last_saved = done
         if config.data.eval_split and (
             final or (cfg_train.eval_every and done % cfg_train.eval_every == 0)):
-          eval_metrics = evaluate(state, done)
+          with logging_lib.status(bar, f"Evaluating on {config.data.eval_split}..."):
+            eval_metrics = evaluate(state, done)
         if p_sample is not None and (
             final or (cfg_train.sample_every and done % cfg_train.sample_every == 0)):
-          samples = sample(state, done)
+          with logging_lib.status(bar, f"Sampling {cfg_train.num_samples} examples..."):
+            samples = sample(state, done)
         bar.update(n)
         if stop:
           log.warning("SIGTERM received: saved the checkpoint at step %d and stopped.", done)

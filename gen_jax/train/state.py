@@ -14,8 +14,9 @@ class TrainState:
     rng: [2] uint32, the run's base key; step `s` uses `fold_in(rng, s)`.
     params: {player_name: params}.
     opt_state: {player_name: optax state of that player's optimizer}.
-    ema_params: {player_name: params}, the exponential moving average of `params`, or None when
-      the config's `train.ema_decay` is 0.
+    ema_params: {player_name: params}, the exponential moving average of `params` (decay
+      min(train.ema_decay, (1 + s) / (10 + s)) at step s: `gen_jax.train.step.ema_decay_at`), or
+      None when the config's `train.ema_decay` is 0.
     model_state: non-trainable collections (e.g. {"batch_stats": ...}); {} when unused.
   """
 

@@ -29,8 +29,37 @@ def init_state(method: Method, optimizers: Mapping[str, optax.GradientTransforma
       rng=run_rng,
       params=params,
       opt_state={name: optimizers[name].init(params[name]) for name in names},
-      ema_params=params if ema_decay > 0 else None,
+      # A copy: called outside jit, `params` itself would be two leaves of one buffer, which a
+      # step that donates the state refuses ("donate the same buffer twice").
+      ema_params=jax.tree.map(jnp.copy, params) if ema_decay > 0 else None,
       model_state=strong(variables.get("model_state", {})))
+
+
+def ema_decay_at(step: jnp.ndarray, decay: float) -> jnp.ndarray:
+  """The decay of the EMA update made by train step `step` (0-based): [] float32,
+
+      decay_s = min(decay, (1 + s) / (10 + s)),
+
+  the warm-up of TensorFlow's `tf.train.ExponentialMovingAverage(decay, num_updates=s)` (s: the
+  train steps taken before this one), which many diffusion codebases use (e.g. CompVis
+  latent-diffusion's `LitEma`). A constant decay from the initial weights keeps a weight of
+  decay^s on them (0.999^600 = 0.55: after 600 steps the average is still half initialisation);
+  with the warm-up, after s updates that weight is prod_{t<s} decay_t = 1 / C(s + 9, 9) while
+  the cap is not reached (5e-4 after 5 steps), and the average lags about s / 10 steps behind
+  the parameters until (1 + s) / (10 + s) reaches `decay`.
+  Chosen over a bias-corrected average (Adam-style division by 1 - decay^s), which removes the
+  initial weights but still averages over every step since the start, bad early ones included.
+  """
+  s = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(jnp.float32(decay), (1.0 + s) / (10.0 + s))
+
+
+def ema_update(ema_params, params, step: jnp.ndarray, decay: float):
+  """`decay_s * ema_params + (1 - decay_s) * params` leaf by leaf, with `decay_s` of
+  `ema_decay_at(step, decay)`; leaves keep their dtypes."""
+  decay_s = ema_decay_at(step, decay)
+  new = optax.incremental_update(params, ema_params, step_size=1.0 - decay_s)
+  return jax.tree.map(lambda x, old: x.astype(old.dtype), new, ema_params)
 
 
 def make_train_step(method: Method, optimizers: Mapping[str, optax.GradientTransformation],
@@ -43,7 +72,8 @@ def make_train_step(method: Method, optimizers: Mapping[str, optax.GradientTrans
   parameters to the players after it. Model state (e.g. batch statistics) is threaded through
   the players in the same order. Metrics are prefixed with the player's name; each player also
   reports the global norm of its gradient, so a non-finite update is caught even when the loss
-  that produced it was finite.
+  that produced it was finite. With `ema_decay > 0` the EMA of every player's parameters is
+  updated once per train step with the warm-up of `ema_decay_at`.
   """
   players = tuple(method.players)
 
@@ -72,7 +102,7 @@ def make_train_step(method: Method, optimizers: Mapping[str, optax.GradientTrans
 
     ema_params = state.ema_params
     if ema_params is not None:
-      ema_params = optax.incremental_update(params, ema_params, step_size=1.0 - ema_decay)
+      ema_params = ema_update(ema_params, params, state.step, ema_decay)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               ema_params=ema_params, model_state=model_state)
     return new_state, metrics
@@ -86,11 +116,10 @@ def unrolled_steps(train_step: Callable[[TrainState, Batch], tuple[TrainState, M
   axis of length n, unrolled into one program; every metric gains the leading axis [n].
 
   Jitted, n steps cost one dispatch and one transfer instead of n (see `train.steps_per_call`).
-  Unrolled rather than a `lax.scan`: on XLA's CPU backend the scan's loop body ran the tiny
-  classifier's step 2.5x slower than the same step alone (its convolutions' weight gradients
-  took a slow path), while the unrolled steps run at the lone step's speed or faster
-  (experiments/benchmarks/step_overhead.py). Compilation grows with n, which is meant to be
-  small (about 10) and for models whose step takes well under a millisecond."""
+  Unrolled rather than a `lax.scan`: on XLA's CPU backend a convolution's weight gradient
+  takes a slow path inside a scan's loop body (docs/performance.md). Compilation grows with n,
+  which is meant to be small (about 10) and for models whose step takes well under a
+  millisecond."""
 
   def steps(state: TrainState, batches: Batch) -> tuple[TrainState, Metrics]:
     per_step = []

@@ -1,4 +1,10 @@
-"""Sample grids and 2-D scatter plots, written as PNG files a person can open."""
+"""Sample grids and 2-D scatter plots, written as PNG files a person can open.
+
+2-D scatter plots are drawn on a fixed axes window (`limits`), over reference points (the data)
+when there are some: plots of one run, or of two runs, then compare by eye. Left to autoscale,
+every plot would zoom onto its own samples, and a collapsed generator would look like a spread
+one.
+"""
 
 import math
 from pathlib import Path
@@ -40,23 +46,66 @@ def save_image_grid(images: np.ndarray, path: str | Path, **kwargs) -> Path:
   return path
 
 
-def save_scatter(points: np.ndarray, path: str | Path, *, reference: np.ndarray | None = None,
-                 title: str = "") -> Path:
-  """Writes a scatter plot of 2-D points [n, 2] (and optional reference points) as a PNG."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+def scatter_limits(points: np.ndarray, *, margin: float = 0.25
+                   ) -> tuple[float, float, float, float]:
+  """A square window (x0, x1, y0, y1) around the finite points [n, 2], `margin` of their span
+  wider on each side (at least 0.1 across); (-1, 1, -1, 1) when no point is finite."""
+  points = np.asarray(points, np.float64).reshape(-1, 2)
+  points = points[np.isfinite(points).all(axis=1)]
+  if not len(points):
+    return (-1.0, 1.0, -1.0, 1.0)
+  lo, hi = points.min(axis=0), points.max(axis=0)
+  center, half = (lo + hi) / 2, max((hi - lo).max() / 2 * (1 + 2 * margin), 0.05)
+  return (float(center[0] - half), float(center[0] + half), float(center[1] - half),
+          float(center[1] + half))
+
+
+def scatter_figure(points: np.ndarray, *, reference: np.ndarray | None = None,
+                   limits: tuple[float, float, float, float] | None = None, title: str = ""):
+  """A matplotlib figure of 2-D points [n, 2] (orange) over reference points [m, 2] (blue, e.g.
+  the data), on the axes window `limits` (x0, x1, y0, y1), by default `scatter_limits` of the
+  reference or else of the points. Points outside the window (or not finite) are counted in the
+  title.
+
+  A `matplotlib.figure.Figure` made without pyplot: no backend is switched (a notebook's inline
+  plots keep working) and nothing needs closing.
+  """
+  from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+  points = np.asarray(points, np.float64).reshape(-1, 2)
+  if limits is None:
+    limits = scatter_limits(points if reference is None else reference)
+  x0, x1, y0, y1 = limits
+  fig = Figure(figsize=(4, 4), dpi=100)
+  ax = fig.subplots()
   if reference is not None:
+    reference = np.asarray(reference, np.float64).reshape(-1, 2)
     ax.scatter(reference[:, 0], reference[:, 1], s=2, c="tab:blue", alpha=0.3, label="data")
   ax.scatter(points[:, 0], points[:, 1], s=2, c="tab:orange", alpha=0.6, label="samples")
+  ax.set_xlim(x0, x1)
+  ax.set_ylim(y0, y1)
   ax.set_aspect("equal")
-  ax.set_title(title)
+  inside = (points[:, 0] >= x0) & (points[:, 0] <= x1) & (points[:, 1] >= y0) & (
+      points[:, 1] <= y1)
+  outside = len(points) - int(inside.sum())
+  if outside:
+    title = f"{title} ({outside} of {len(points)} outside)".strip()
+  ax.set_title(title, fontsize=9)
   if reference is not None:
     ax.legend(loc="upper right", fontsize=7, markerscale=4)
   fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  return fig
+
+
+def save_scatter(points: np.ndarray, path: str | Path, *, reference: np.ndarray | None = None,
+                 limits: tuple[float, float, float, float] | None = None,
+                 title: str = "") -> Path:
+  """Writes `scatter_figure(points, reference=..., limits=..., title=...)` as a PNG whose text
+  chunk "Limits" records the window drawn, "x0 x1 y0 y1". Pass the same `limits` to every plot
+  of a run, so that plots of different steps (and runs) compare by eye."""
+  fig = scatter_figure(points, reference=reference, limits=limits, title=title)
+  x0, x1 = fig.axes[0].get_xlim()
+  y0, y1 = fig.axes[0].get_ylim()
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, metadata={"Limits": " ".join(repr(float(v)) for v in (x0, x1, y0, y1))})
   return path

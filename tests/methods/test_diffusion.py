@@ -7,14 +7,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from gen_jax import names
 from gen_jax.losses import denoising
 from gen_jax.methods import diffusion
+from gen_jax.methods.base import DataSpec, Feature
 from gen_jax.nn import unet
+from gen_jax.sampling import diffusion as sampling
 from gen_jax.train import config as config_lib
-from gen_jax.train import optimizers as optimizers_lib
 from gen_jax.train import step as step_lib
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,12 +29,18 @@ def load_config(name: str, arg: str) -> ml_collections.ConfigDict:
   return module.get_config(arg)
 
 
+# What the loop hands a model about its data (`DataSpec.from_info` of the dataset's info).
+TOY2D = DataSpec(features={"point": Feature((2,), "float32"), "mode": Feature((), "int32")},
+                 num_classes=8, name="toy2d/ring8")
+DIGITS = DataSpec(features={"image": Feature((8, 8, 1), "uint8"), "label": Feature((), "int32")},
+                  num_levels=17, num_classes=10, name="digits")
+
+
 def tiny(name: str = "ddpm_digits_cond", **model) -> diffusion.Diffusion:
   config = load_config(name, "tiny")
-  if name != "ddpm_toy2d":
-    config.model.image_shape = (8, 8, 1)  # known: no need to prepare the dataset for its info
   config.model.update(model)
-  return diffusion.from_config(config_lib.resolve(config))
+  return diffusion.from_config(config_lib.resolve(config),
+                               TOY2D if name == "ddpm_toy2d" else DIGITS)
 
 
 def init(method, batch):
@@ -71,7 +79,7 @@ def test_loss_matches_a_hand_computation():
 def test_label_dropout_rate():
   cond = diffusion.ClassConditional(num_classes=10, drop_prob=0.25)
   labels = jnp.arange(20_000, dtype=jnp.int32) % 10
-  out = np.asarray(cond.train_labels({"label": labels}, jax.random.PRNGKey(0)))
+  out = np.asarray(cond.train({"label": labels}, jax.random.PRNGKey(0)))
   dropped = out == 10
   # Binomial(20000, 0.25): standard deviation 61 examples.
   assert abs(dropped.sum() - 5000) < 4 * 61
@@ -81,17 +89,27 @@ def test_label_dropout_rate():
 def test_train_step_runs_and_updates_the_parameters():
   method = toy_cond()
   batch = toy_batch(16)
-  config = config_lib.resolve(load_config("ddpm_toy2d", "tiny"))
-  optimizers = optimizers_lib.make_optimizers(config.optim, ("denoiser",), 10)
-  state = step_lib.init_state(method, optimizers, jax.random.PRNGKey(0), batch, ema_decay=0.9)
-  step = jax.jit(step_lib.make_train_step(method, optimizers, ema_decay=0.9))
+  optimizers = {"denoiser": optax.sgd(0.05)}  # the update is then -0.05 times the gradient
+  state = step_lib.init_state(method, optimizers, jax.random.PRNGKey(0), batch, ema_decay=0.0)
+  step = jax.jit(step_lib.make_train_step(method, optimizers))
   new_state, metrics = step(state, batch)
   assert int(new_state.step) == 1
+  # The step's key for player 0, repeat 0 (fold_in(state.rng, step), then the player's index,
+  # then the repeat), and the loss and gradient at that key written out.
+  rng = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(state.rng, 0), 0), 0)
+  (loss, (aux, _)), grads = jax.jit(jax.value_and_grad(
+      lambda p: method.loss({}, p, batch, rng, {}), has_aux=True))(state.params["denoiser"])
+  np.testing.assert_allclose(metrics["denoiser/loss"], loss, rtol=1e-6)
+  np.testing.assert_allclose(metrics["denoiser/eps_mse"], aux["eps_mse"], rtol=1e-6)
+  np.testing.assert_allclose(metrics["denoiser/grad_norm"], np.sqrt(sum(
+      np.sum(np.float64(g) ** 2) for g in jax.tree.leaves(grads))), rtol=1e-5)
   assert set(metrics) == {"denoiser/loss", "denoiser/grad_norm", "denoiser/eps_mse"}
-  assert all(np.isfinite(float(v)) for v in metrics.values())
-  moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), new_state.params,
-                       state.params)
-  assert max(jax.tree.leaves(moved)) > 0
+  want = jax.tree.map(lambda p, g: np.float64(p) - 0.05 * np.float64(g),
+                      state.params["denoiser"], grads)
+  for got, exp in zip(jax.tree.leaves(new_state.params["denoiser"]), jax.tree.leaves(want),
+                      strict=True):
+    np.testing.assert_allclose(got, exp, rtol=1e-6, atol=1e-8)
+  assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(grads))
 
 
 def toy_cond(**model) -> diffusion.Diffusion:
@@ -103,28 +121,75 @@ def toy_batch(n: int = 8):
   return {"point": jnp.ones((n, 2)), "mode": jnp.arange(n, dtype=jnp.int32) % 8}
 
 
-def test_image_samples_shapes_and_range():
+def hand_ddim_v(method, variables, x_T, labels, *, w, num_steps):
+  """Guided deterministic DDIM (Song et al. 2021, eq. 12 with eta = 0) for a v-predicting model,
+  written out in float64 around the network: v = (1 - w) net(x, t, null) + w net(x, t, labels),
+  x0 = alpha x - sigma v, eps = sigma x + alpha v (Salimans & Ho 2022), then
+  x_s = alpha_s x0 + sigma_s eps over t = round(linspace(T - 1, 0, num_steps)); the last step
+  returns x0. No clipping."""
+  params = variables["params"]["denoiser"]
+  net = jax.jit(lambda x, t, lab: method.denoise(params, x, t, lab))
+  abar = method.schedule.alpha_bar
+  ts = np.round(np.linspace(len(abar) - 1, 0, num_steps)).astype(np.int32)
+  null = jnp.full(labels.shape, method.conditioning.num_classes, jnp.int32)
+  x = np.float64(x_T)
+  for i, t in enumerate(ts):
+    x32, t32 = jnp.asarray(x, jnp.float32), jnp.full(labels.shape, t, jnp.int32)
+    v = (1 - w) * np.float64(net(x32, t32, null)) + w * np.float64(net(x32, t32, labels))
+    alpha, sigma = np.sqrt(abar[t]), np.sqrt(1 - abar[t])
+    x0, eps = alpha * x - sigma * v, sigma * x + alpha * v
+    x = x0 if i == len(ts) - 1 else np.sqrt(abar[ts[i + 1]]) * x0 + np.sqrt(
+        1 - abar[ts[i + 1]]) * eps
+  return x
+
+
+def test_image_samples_are_the_configured_sampler_on_the_class_blocks():
   method = tiny()
   variables = init(method, image_batch())
-  out = method.sample(variables, jax.random.PRNGKey(1), 20)
-  assert set(out) == {"samples"} and out["samples"].shape == (20, 8, 8, 1)
-  assert float(jnp.max(jnp.abs(out["samples"]))) <= 1.0  # x0 clipped to [-1, 1]
-  np.testing.assert_array_equal(method.conditioning.sample_labels(20),
-                                np.repeat(np.arange(10), 2))
+  # The U-Net's head is zero-initialised (eps_hat = 0 for every input and label): random head
+  # weights make the prediction depend on x, t and the label, so guidance changes it.
+  params = variables["params"]["denoiser"]
+  params["head"]["kernel"] = 0.3 * jax.random.normal(jax.random.PRNGKey(9),
+                                                     params["head"]["kernel"].shape)
+  rng = jax.random.PRNGKey(1)
+  out = method.sample(variables, rng, 20)
+  assert set(out) == {"samples"}
+  labels = method.conditioning.sample_labels(20)
+  np.testing.assert_array_equal(labels, np.repeat(np.arange(10), 2))
+  # The config's sampler written out: 5 DDIM steps (eta 0) from x_T drawn with the first half
+  # of the key, guidance w = 2 against the null label 10, x0 clipped to [-1, 1]. The samplers'
+  # arithmetic has its own float64 oracles (tests/sampling/test_diffusion_samplers.py).
+  noise_rng, sampler_rng = jax.random.split(rng)
+  x_T = jax.random.normal(noise_rng, (20, 8, 8, 1))
+  null = jnp.full((20,), 10, jnp.int32)
+  guided = lambda x, t: ((1.0 - 2.0) * method.denoise(params, x, t, null)
+                         + 2.0 * method.denoise(params, x, t, labels))
+  run = lambda clip: sampling.ddim(guided, method.schedule, x_T, sampler_rng, num_steps=5,
+                                   eta=0.0, prediction_fn=method.prediction_fn,
+                                   clip_x0=clip).samples
+  np.testing.assert_array_equal(out["samples"], run(1.0))
+  assert np.abs(out["samples"]).max() <= 1.0
+  assert np.abs(run(0.0)).max() > 1.0  # the clipping mattered
 
 
 def test_class_grid_and_trajectory():
-  method = toy_cond()
+  method = toy_cond(data_scale=2.0)
   variables = init(method, toy_batch())
-  grid = diffusion.class_grid(method, variables, jax.random.PRNGKey(2), per_class=3,
-                              guidance_scale=3.0, num_steps=4)
-  assert grid.shape == (24, 2) and bool(jnp.all(jnp.isfinite(grid)))
+  rng = jax.random.PRNGKey(2)
+  grid = diffusion.class_grid(method, variables, rng, per_class=3, guidance_scale=3.0,
+                              num_steps=4, sampler=diffusion.DDIM())
+  # Row c of the 8 x 3 grid is class c: labels 0 0 0 1 1 1 ..., guided with w = 3, in the
+  # data's scale (twice the model's).
+  x_T = jax.random.normal(jax.random.split(rng)[0], (24, 2))
+  want = hand_ddim_v(method, variables, x_T, jnp.repeat(jnp.arange(8, dtype=jnp.int32), 3),
+                     w=3.0, num_steps=4)
+  np.testing.assert_allclose(grid, 2.0 * want, rtol=1e-5, atol=1e-5)
   frames, timesteps = diffusion.trajectory(method, variables, jax.random.PRNGKey(3), 4, 3)
   assert frames.shape == (3, 4, 2)
   np.testing.assert_array_equal(timesteps, [49, 22, -1])  # 10 steps: 49 44 38 33 27 22 .. 0
   out = method.generate(variables, jax.random.PRNGKey(3), 4, return_trajectory=True)
-  np.testing.assert_array_equal(frames[-1], out.samples)
-  np.testing.assert_array_equal(frames[0], out.trajectory[0])
+  np.testing.assert_array_equal(frames[-1], 2.0 * out.samples)
+  np.testing.assert_array_equal(frames[0], 2.0 * out.trajectory[0])
 
 
 def test_guidance_scales_select_the_models():
@@ -190,3 +255,39 @@ def test_unknown_names_are_refused():
   with pytest.raises(ValueError, match="sample_steps"):
     tiny(sample_steps=51)
   assert tiny(loss="min_snr").loss_fn is denoising.min_snr_mse
+  # Suggestions are what the config says, among this kind's names only.
+  with pytest.raises(names.UnknownNameError, match=r"Unknown model.sampler 'ddimm'\. Did you "
+                     r"mean 'ddim'\? Valid choices: ddim, ddpm\.$"):
+    tiny(sampler="ddimm")
+  with pytest.raises(names.UnknownNameError, match=r"model.schedule 'from_betas'\. Valid "
+                     r"choices: cosine, linear\.$"):
+    tiny(schedule="from_betas")
+  with pytest.raises(names.UnknownNameError, match=r"Did you mean 'min_snr'\?"):
+    tiny(loss="min_snr_mse")
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_min_snr_gamma_is_set_from_the_config(gamma):
+  loss_fn = tiny("ddpm_toy2d", loss="min_snr", min_snr_gamma=gamma).loss_fn
+  rng = np.random.default_rng(0)
+  x0, eps, x0_hat, eps_hat = rng.normal(size=(4, 4, 3))  # each [batch 4, 3]
+  alpha = np.array([0.99, 0.9, 0.5, 0.1])[:, None]
+  sigma = np.sqrt(1 - alpha**2)
+  snr = (alpha**2 / sigma**2)[:, 0]
+  # Hang et al. 2023: min(SNR, gamma) |x0 error|^2 = min(1, gamma / SNR) |eps error|^2.
+  want = np.minimum(1.0, gamma / snr) * np.mean((eps_hat - eps) ** 2, axis=1)
+  got = loss_fn(x0_hat=x0_hat, eps_hat=eps_hat, x0=x0, eps=eps, alpha=alpha, sigma=sigma)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_the_example_shape_is_the_specs_unless_the_config_sets_it():
+  spec = DataSpec(features={"point": Feature((3,), "float32")})
+  config = config_lib.resolve(load_config("ddpm_toy2d", "tiny"))
+  assert diffusion.from_config(config, spec).example_shape == (3,)
+  config.model.image_shape = (5,)
+  assert diffusion.from_config(config, spec).example_shape == (5,)
+  config.model.update(image_shape=(), data_key="image")
+  with pytest.raises(KeyError, match=r"no entry 'image' \(model.data_key = 'image'\)"):
+    diffusion.from_config(config, spec)
+  with pytest.raises(ValueError, match=r"model.image_shape is \(\) and no data spec"):
+    diffusion.from_config(config)

@@ -3,6 +3,7 @@
 import dataclasses
 import importlib.util
 import math
+import types
 from pathlib import Path
 
 import jax
@@ -14,6 +15,7 @@ import pytest
 from PIL import Image
 
 from gen_jax import names
+from gen_jax.data import toy2d
 from gen_jax.losses import adversarial
 from gen_jax.methods import gan
 from gen_jax.sampling import latent
@@ -161,6 +163,26 @@ def test_disc_loss_is_the_named_loss_plus_weighted_penalty():
   np.testing.assert_allclose(loss, adv + 2.5 * r1, rtol=1e-5)
 
 
+@pytest.mark.parametrize("target", [1.0, 2.5])
+def test_gradient_penalty_target_is_set_from_the_config(target):
+  method = tiny_method(penalty="gradient_penalty", penalty_weight=1.0,
+                       gradient_penalty_target=target)
+  batch = toy_batch()
+  params = method.init(jax.random.PRNGKey(1), batch)["params"]
+  rng = jax.random.PRNGKey(2)
+  _, (metrics, _) = method.disc_loss(params, params["disc"], batch, rng, {})
+  # The method's keys, written out: the latents from the first half of rng, one interpolation
+  # key per example from the second; WGAN-GP at `target` (Gulrajani et al. 2017).
+  z_rng, penalty_rng = jax.random.split(rng)
+  fake = method.generate(params["gen"], jax.random.normal(z_rng, (8, method.latent_dim)))
+  rngs = jax.random.split(jax.random.fold_in(penalty_rng, 0), 8)
+  critic = lambda x: method.critic(params["disc"], x)
+  want = np.mean([adversarial.gradient_penalty(
+      critic_fn=critic, real=batch["point"][i:i + 1], fake=fake[i:i + 1], rng=rngs[i],
+      target=target)[0] for i in range(8)])
+  np.testing.assert_allclose(metrics["gradient_penalty"], want, rtol=1e-5)
+
+
 def test_class_conditional_players_see_each_examples_label():
   method = tiny_method(label_key="mode", num_classes=8, penalty="r1_penalty", penalty_weight=1.0)
   assert method.conditioning == gan.ClassConditional(num_classes=8, key="mode")
@@ -183,10 +205,18 @@ def test_class_conditional_players_see_each_examples_label():
 
 
 def test_unknown_names_are_refused_with_the_choices():
-  with pytest.raises(names.UnknownNameError, match="hinge_d"):
-    tiny_method(d_loss="hnge")
+  # The suggestion is what the config says ("hinge"), not the function behind it ("hinge_d").
+  with pytest.raises(names.UnknownNameError, match=r"Unknown model.d_loss 'hing'\. Did you mean "
+                     r"'hinge'\? Valid choices: hinge, minimax, non_saturating, wasserstein\.$"):
+    tiny_method(d_loss="hing")
+  with pytest.raises(names.UnknownNameError, match=r"model.g_loss 'hnge'\. Did you mean 'hinge'"):
+    tiny_method(g_loss="hnge")
   with pytest.raises(names.UnknownNameError, match="r1_penalty"):
     tiny_method(penalty="r2_penalty")
+  # A loss is not a penalty: refused while building, with the penalties listed and nothing else.
+  with pytest.raises(names.UnknownNameError, match=r"Unknown model.penalty 'hinge_d'\. Valid "
+                     r"choices: gradient_penalty, r1_penalty\.$"):
+    tiny_method(penalty="hinge_d")
   with pytest.raises(ValueError, match="num_classes"):
     tiny_method(label_key="mode")
 
@@ -235,10 +265,61 @@ def test_frame_writes_a_png_and_frames_make_a_gif(tmp_path, conditional):
   gif = gan_plots.save_gif([tmp_path / f"frame_{i}.png" for i in range(3)], tmp_path / "a.gif")
   with Image.open(gif) as image:
     assert image.format == "GIF" and image.n_frames == 3
-  lines = gan_plots.warped_grid(method, variables, lines=5, points_per_line=7)
-  assert lines.shape == (10, 7, 2)
-  heat = gan_plots.discriminator_map(method, variables, (-1, 1, -1, 1), resolution=9)
-  assert heat.shape == (9, 9) and np.all((heat >= 0) & (heat <= 1))
+
+
+@pytest.mark.parametrize("conditional,latent_dim", [(False, 3), (True, 3), (False, 1)])
+def test_warped_grid_and_discriminator_map_are_the_networks_on_their_grids(conditional,
+                                                                            latent_dim):
+  method = tiny_method(latent_dim=latent_dim,
+                       **(dict(label_key="mode", num_classes=8) if conditional else {}))
+  variables = method.init(jax.random.PRNGKey(0), toy_batch())
+  params = variables["params"]
+  label = 3  # a conditional model's pictures are of this class, not the default 0
+  labels = (lambda n: jnp.full((n,), label, jnp.int32)) if conditional else (lambda n: None)
+  # Horizontal line i is the latent line z = (s_k, t_i, 0, ...), vertical line i is
+  # z = (t_i, s_k, 0, ...), with t = linspace(-2, 2, 5) and s = linspace(-2, 2, 7); a 1-D
+  # latent keeps the first coordinate only.
+  t, s = np.linspace(-2, 2, 5), np.linspace(-2, 2, 7)
+  grid = np.zeros((2, 5, 7, 2), np.float32)
+  grid[0, ..., 0], grid[0, ..., 1] = s[None, :], t[:, None]
+  grid[1, ..., 0], grid[1, ..., 1] = t[:, None], s[None, :]
+  z = np.zeros((70, latent_dim), np.float32)
+  z[:, :min(2, latent_dim)] = grid.reshape(70, 2)[:, :min(2, latent_dim)]
+  want = method.generate(params["gen"], jnp.asarray(z), labels(70))
+  lines = gan_plots.warped_grid(method, variables, lines=5, points_per_line=7, span=2.0,
+                                label=label)
+  np.testing.assert_allclose(lines, np.asarray(want).reshape(10, 7, 2), rtol=1e-6, atol=1e-6)
+  # heat[row, col] = sigmoid(D(x_col, y_row)): x on [-1, 2], y on [-3, 1], 5 points each.
+  xs, ys = np.linspace(-1.0, 2.0, 5), np.linspace(-3.0, 1.0, 5)
+  x = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None]), -1).reshape(25, 2)
+  want = jax.nn.sigmoid(method.critic(params["disc"], jnp.asarray(x, jnp.float32), labels(25)))
+  heat = gan_plots.discriminator_map(method, variables, (-1.0, 2.0, -3.0, 1.0), resolution=5,
+                                     label=label)
+  np.testing.assert_allclose(heat, np.asarray(want).reshape(5, 5), rtol=1e-6, atol=1e-7)
+
+
+def test_gan_lab_arrays_come_from_the_method_and_the_loop_hook_from_viz(tmp_path):
+  method = tiny_method()
+  variables = method.init(jax.random.PRNGKey(0), toy_batch())
+  rng = jax.random.PRNGKey(6)
+  frame = method.gan_lab(variables, rng, extent=(-1.0, 1.0, -2.0, 2.0), num_fake=7,
+                         resolution=9, lines=5, points_per_line=7)
+  np.testing.assert_array_equal(frame.fake, method.sample(variables, rng, 7))
+  np.testing.assert_array_equal(frame.heat, method.discriminator_map(
+      variables, (-1.0, 1.0, -2.0, 2.0), resolution=9))
+  np.testing.assert_array_equal(frame.lines, method.warped_grid(variables, lines=5,
+                                                                points_per_line=7))
+  assert frame.extent == (-1.0, 1.0, -2.0, 2.0) and not hasattr(method, "plot")
+  # The loop's hook: frames for a 2-D GAN on a mixture, nothing for other data or methods.
+  info = types.SimpleNamespace(mixture=toy2d.distribution("ring8"))
+  assert gan_plots.make_plot_fn(method, types.SimpleNamespace(mixture=None)) is None
+  assert gan_plots.make_plot_fn(object(), info) is None
+  plot_fn = gan_plots.make_plot_fn(method, info)
+  written = plot_fn(variables, rng, step=3, directory=tmp_path)
+  assert written == [tmp_path / "frames" / "frame_0000003.png", tmp_path / "training.gif"]
+  written = plot_fn(variables, rng, step=4, directory=tmp_path)
+  with Image.open(written[1]) as gif:
+    assert gif.format == "GIF" and gif.n_frames == 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -311,14 +392,18 @@ def test_class_conditional_dcgan_samples_one_class_per_row():
   rows = jnp.repeat(jnp.arange(4), 4)  # a 4 x 4 grid: row r shows class r
   gen = jax.jit(lambda z, labels: method.generate(variables["params"]["gen"], z, labels))
   np.testing.assert_allclose(out["samples"], gen(z, rows), atol=1e-4)  # separate jits
-  # The label alone changes the image.
-  assert not np.allclose(gen(z[:2], jnp.array([0, 0]))[0], gen(z[:2], jnp.array([0, 1]))[1])
+  # The label alone changes the image: the same two latents, example 1 relabelled. Example 0
+  # (latent and label unchanged) keeps its image; example 1 gets another one.
+  same, relabelled = gen(z[:2], jnp.array([0, 0])), gen(z[:2], jnp.array([0, 1]))
+  np.testing.assert_array_equal(relabelled[0], same[0])
+  assert not np.allclose(relabelled[1], same[1], atol=1e-3)
 
 
 def test_dcgan_config_errors_name_the_key():
-  with pytest.raises(names.UnknownNameError, match="resize_upsample"):
+  with pytest.raises(names.UnknownNameError,
+                     match=r"model.upsample 'bilinear'\. Valid choices: resize, transpose\.$"):
     image_method("dcgan_digits", upsample="bilinear")
   with pytest.raises(ValueError, match="image_shape"):
     image_method("dcgan_digits", image_shape=())
-  with pytest.raises(names.UnknownNameError, match="spherical_path"):
+  with pytest.raises(names.UnknownNameError, match=r"Did you mean 'spherical'\?"):
     image_method("dcgan_digits", interpolation="spherica")

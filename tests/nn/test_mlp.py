@@ -52,10 +52,29 @@ def test_forward_pass_matches_numpy(layer_norm):
   np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "gelu", "silu", "elu", "tanh"])
+# NumPy oracles with jax.nn's default arguments: leaky_relu's negative slope 0.01, gelu's tanh
+# approximation (approximate=True), elu's alpha 1.
+NUMPY_ACTIVATIONS = {
+    "relu": lambda h: np.maximum(h, 0.0),
+    "leaky_relu": lambda h: np.where(h >= 0, h, 0.01 * h),
+    "gelu": lambda h: 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h ** 3))),
+    "silu": lambda h: h / (1 + np.exp(-h)),
+    "elu": lambda h: np.where(h > 0, h, np.expm1(h)),
+    "tanh": np.tanh,
+}
+
+
+@pytest.mark.parametrize("activation", sorted(NUMPY_ACTIVATIONS))
 def test_activations_are_looked_up_by_name(activation):
-  _, out = _init_apply(MLP(features=(8,), activation=activation), jnp.ones((3, 2)))
-  assert out.shape == (3,) and np.all(np.isfinite(out))
+  x = 2.0 * np.random.default_rng(1).normal(size=(16, 2)).astype(np.float32)
+  variables, out = _init_apply(MLP(features=(32,), activation=activation), jnp.asarray(x))
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])
+  h = np.float64(x) @ p["hidden_0"]["kernel"] + p["hidden_0"]["bias"]
+  # Pre-activations on both sides of 0 and beyond +-1, where every pair of these activations
+  # differs: a module that applied another one would miss the oracle.
+  assert h.min() < -1.0 and h.max() > 1.0
+  expected = NUMPY_ACTIVATIONS[activation](h) @ p["out"]["kernel"][:, 0] + p["out"]["bias"][0]
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_activation_is_refused():

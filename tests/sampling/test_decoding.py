@@ -379,3 +379,178 @@ def test_init_cache_matches_model_init():
   init = jax.jit(lambda tokens: model.init(jax.random.key(0), tokens, decode=True)["cache"])
   reference = init(jnp.zeros((3, 8), jnp.int32))
   chex.assert_trees_all_equal(cache, reference)
+
+
+def constant_logits_stub(rows):
+  """`tokens_to_logits` whose logits are `rows[b]` at every position of example b.
+
+  `rows` is `[batch, vocab]` (or `[vocab]` for every example), and may be traced.
+  """
+  rows = jnp.asarray(rows, jnp.float32)
+
+  def tokens_to_logits(tokens, cache):
+    table = rows if rows.ndim == 2 else jnp.broadcast_to(rows, (tokens.shape[0],) + rows.shape)
+    logits = jnp.broadcast_to(table[:, None, :], tokens.shape + table.shape[-1:])
+    return logits, {"tokens": cache["tokens"], "index": cache["index"] + tokens.shape[1]}
+
+  return tokens_to_logits
+
+
+NEG_NAN = -np.float32(np.nan)  # a NaN with its sign bit set, as a model can produce
+NEG_INF = -np.inf
+# Rows of logits and the token every greedy path must pick. The documented rule is greedy's
+# argmax: the largest logit, ties to the lower id. -0.0 == +0.0; a NaN counts as the largest
+# value, as in jnp.argmax; the fourth column pads shorter rows with -inf, which never wins a tie.
+TIE_ROWS = np.array([
+    [-0.0, 0.0, -1.0, NEG_INF],
+    [0.0, -0.0, -1.0, NEG_INF],
+    [-1.0, 0.0, -0.0, NEG_INF],
+    [-0.0, -1.0, 0.0, -0.0],
+    [2.0, 5.0, 5.0, 5.0],
+    [NEG_INF, NEG_INF, NEG_INF, NEG_INF],  # no token is possible: id 0, as argmax
+    [NEG_INF, -3.0, NEG_INF, -3.0],
+    [np.inf, np.inf, 0.0, NEG_INF],
+    [1.0, np.nan, 2.0, NEG_INF],
+    [1.0, NEG_NAN, 2.0, NEG_INF],
+], np.float32)
+TIE_EXPECTED = np.array([0, 0, 1, 0, 1, 0, 1, 0, 1, 1])
+GREEDY_SETTINGS = [dict(temperature=0.0), dict(top_k=1), dict(top_p=1e-3),
+                   dict(temperature=0.0, top_k=3, top_p=0.5)]
+
+
+@jax.jit
+def every_greedy_path(rows):
+  """Greedy, the four greedy sampling settings, their filters and a beam of 1, on `rows`."""
+  stub, batch = constant_logits_stub(rows), rows.shape[0]
+  prompt = jnp.zeros((batch, 1), jnp.int32)
+  greedy = decoding.greedy(stub, prompt, empty_cache(batch), max_new_tokens=2).sequences
+  samples = [decoding.sample(stub, prompt, empty_cache(batch), jax.random.key(0),
+                             max_new_tokens=2, **settings).sequences
+             for settings in GREEDY_SETTINGS]
+  filtered = [decoding.filter_logits(rows, **settings) for settings in GREEDY_SETTINGS]
+  beams = decoding.beam_search(stub, prompt, empty_cache(batch), beam_size=1, max_new_tokens=2,
+                               eos_id=None).sequences[:, 0]
+  return greedy, samples, filtered, beams
+
+
+def test_every_greedy_path_breaks_ties_to_the_lower_id():
+  # Temperature 0, top_k = 1 and a tiny top_p are greedy too, and a beam of 1 keeps the most
+  # likely token: each must pick the id that greedy picks, whatever the ties.
+  greedy, samples, filtered, beams = jax.device_get(every_greedy_path(jnp.asarray(TIE_ROWS)))
+  expected = np.repeat(TIE_EXPECTED[:, None], 2, axis=1)
+  np.testing.assert_array_equal(greedy, expected)
+  one_hot = np.arange(4)[None, :] == TIE_EXPECTED[:, None]
+  readable = ~np.all(np.isneginf(TIE_ROWS), axis=1)  # in the all -inf row, every entry is -inf
+  for settings, sampled, kept in zip(GREEDY_SETTINGS, samples, filtered):
+    np.testing.assert_array_equal(sampled, expected, err_msg=str(settings))
+    # The kept token reads finite, +inf or NaN; the others -inf.
+    np.testing.assert_array_equal(~np.isneginf(kept[readable]), one_hot[readable],
+                                  err_msg=str(settings))
+  # A NaN logit makes every log-probability of its row NaN, so only the rows without one.
+  np.testing.assert_array_equal(beams[:8], expected[:8])
+
+
+def test_top_k_and_top_p_keep_the_lower_ids_among_signed_zero_ties():
+  logits = jnp.asarray([[-0.0, 0.0, -0.0, 0.0, -1.0]])
+  # Probabilities .2437 for each zero: top_p = 0.4 needs two of them, the two lowest ids.
+  top_k, top_p = jax.jit(lambda x: (decoding.filter_logits(x, top_k=3),
+                                    decoding.filter_logits(x, top_p=0.4)))(logits)
+  np.testing.assert_array_equal(np.isfinite(top_k), [[True, True, True, False, False]])
+  np.testing.assert_array_equal(np.isfinite(top_p), [[True, True, False, False, False]])
+
+
+def test_beam_search_ties_go_to_the_lower_ids():
+  # Uniform logits: every sequence of a length has the same score. Alive ties keep the lower
+  # parent beam, then the lower token; finished ties keep the earlier candidate.
+  search = jax.jit(lambda row, beam_size, eos_id: decoding.beam_search(
+      constant_logits_stub(row), jnp.zeros((1, 1), jnp.int32), empty_cache(1),
+      beam_size=beam_size, max_new_tokens=2, eos_id=eos_id), static_argnums=(1, 2))
+  out = search(np.zeros(3, np.float32), 3, None)
+  np.testing.assert_array_equal(out.sequences, [[[0, 0], [0, 1], [0, 2]]])
+  out = search(np.array([-0.0, 0.0, -0.0], np.float32), 2, 2)
+  # [EOS] (p = 1/3) first; then, of the equal length-2 sequences (p = 1/9), the EOS
+  # continuation of the lower beam, which is a candidate before the length-limited ones.
+  np.testing.assert_array_equal(out.sequences, [[[2, 0], [0, 2]]])
+  np.testing.assert_array_equal(out.lengths, [[1, 2]])
+
+
+def test_beam_search_drops_a_beam_whose_logits_are_all_minus_infinity():
+  # After token 1 the model allows no token (every logit -inf): those continuations have
+  # probability 0 and must rank below the possible ones. jax.nn.log_softmax makes them NaN,
+  # which lax.top_k ranks first or last by the NaN's sign bit (and `_top_k` first).
+  row = jnp.array([0.0, 0.1])
+
+  def stub(tokens, cache):
+    logits = jnp.where(tokens[:, :, None] == 1, -jnp.inf, row)  # [batch, length, 2]
+    return logits, {"tokens": cache["tokens"], "index": cache["index"] + tokens.shape[1]}
+
+  out = jax.jit(lambda p: decoding.beam_search(stub, p, empty_cache(1), beam_size=2,
+                                               max_new_tokens=2, eos_id=None))(
+                                                   jnp.zeros((1, 1), jnp.int32))
+  log_p = np.log(np.exp([0.0, 0.1]) / np.exp([0.0, 0.1]).sum())  # [-0.744, -0.644]
+  np.testing.assert_array_equal(out.sequences, [[[0, 1], [0, 0]]])
+  np.testing.assert_allclose(out.scores, [[log_p[0] + log_p[1], 2 * log_p[0]]], atol=1e-6)
+  np.testing.assert_array_equal(out.finished, [[True, True]])
+
+
+def test_tokens_tied_at_positive_infinity_share_the_probability():
+  # softmax([inf, inf, 0]) is (1/2, 1/2, 0) in the limit; a plain softmax gives NaN.
+  stub = constant_logits_stub(np.array([np.inf, np.inf, 0.0], np.float32))
+  num = 4000
+  out = jax.jit(lambda rng: decoding.sample(stub, jnp.zeros((num, 1), jnp.int32),
+                                            empty_cache(num), rng, max_new_tokens=1))(
+                                                jax.random.key(0))
+  counts = np.bincount(np.asarray(out.sequences[:, 0]), minlength=3)
+  assert counts[2] == 0
+  assert stats.binomtest(int(counts[0]), num, 0.5).pvalue > 1e-3
+  np.testing.assert_allclose(out.log_probs, np.log(0.5), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(temperature=-0.5), "temperature must be a finite number >= 0 .*, got -0.5"),
+    (dict(temperature=float("nan")), "temperature must be a finite number >= 0 .*, got nan"),
+    (dict(temperature=float("inf")), "temperature must be a finite number >= 0 .*, got inf"),
+    (dict(temperature=np.array([1.0, -1.0, -2.0])), r"temperature .*, got -1.0 \(and 1 more"),
+    (dict(top_k=-1), "top_k must be"),
+    (dict(top_k=1.5), "top_k must be"),
+    (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
+    (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
+    (dict(top_p=float("nan")), r"top_p must be in \(0, 1\]"),
+    (dict(eos_id=3), r"eos_id=3 is outside the vocabulary \[0, 3\)"),
+    (dict(eos_id=-1), r"eos_id=-1 is outside the vocabulary \[0, 3\)"),
+])
+def test_sample_refuses_invalid_concrete_settings(kwargs, message):
+  stub = constant_logits_stub(np.zeros(3, np.float32))
+  prompt = jnp.zeros((3, 1), jnp.int32)
+  with pytest.raises(ValueError, match=message):
+    decoding.sample(stub, prompt, empty_cache(3), jax.random.key(0), max_new_tokens=2, **kwargs)
+  if "eos_id" in kwargs:
+    with pytest.raises(ValueError, match=message):
+      decoding.greedy(stub, prompt, empty_cache(3), max_new_tokens=2, **kwargs)
+    with pytest.raises(ValueError, match=message):
+      decoding.beam_search(stub, prompt, empty_cache(3), beam_size=2, max_new_tokens=2,
+                           **kwargs)
+  else:
+    with pytest.raises(ValueError, match=message):
+      decoding.filter_logits(jnp.zeros((3, 3)), **kwargs)
+
+
+def test_beam_search_refuses_invalid_beam_size_and_length_penalty():
+  stub = constant_logits_stub(np.zeros(3, np.float32))
+  prompt = jnp.zeros((1, 1), jnp.int32)
+  with pytest.raises(ValueError, match="beam_size must be >= 1, got 0"):
+    decoding.beam_search(stub, prompt, empty_cache(1), beam_size=0, max_new_tokens=2, eos_id=0)
+  with pytest.raises(ValueError, match="length_penalty must be a finite number, got nan"):
+    decoding.beam_search(stub, prompt, empty_cache(1), beam_size=2, max_new_tokens=2, eos_id=0,
+                         length_penalty=float("nan"))
+
+
+def test_settings_traced_under_jit_are_not_checked():
+  # Traced values cannot be checked: a negative temperature is greedy, as temperature 0.
+  stub = constant_logits_stub(np.array([[0.5, 2.0, 1.0], [3.0, 0.0, 1.0]], np.float32))
+  prompt = jnp.zeros((2, 1), jnp.int32)
+  run = jax.jit(lambda t, k, p: decoding.sample(stub, prompt, empty_cache(2), jax.random.key(0),
+                                                max_new_tokens=3, temperature=t, top_k=k,
+                                                top_p=p))
+  np.testing.assert_array_equal(run(-1.0, 0, 1.0).sequences, [[1, 1, 1], [0, 0, 0]])
+  np.testing.assert_array_equal(run(1.0, -2, 1.0).sequences.shape, (2, 3))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -285,3 +286,129 @@ def test_rerunning_a_finished_run_reevaluates_without_training(tmp_path):
   again = train_and_evaluate(tiny_config(), tmp_path)
   assert again.resumed_from == int(first.state.step) and again.traces == 0
   assert again.eval_metrics == pytest.approx(first.eval_metrics, rel=1e-6)
+
+
+def _saved_steps(workdir: Path) -> list[int]:
+  return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+# 1e39 overflows float32 on purpose: an infinite learning rate.
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_a_non_finite_state_is_never_saved(tmp_path):
+  # Step 9's metrics come from step 9's finite state, so only the state after its update shows
+  # the blow-up: it must not become checkpoint 10, the one every later resume would start from.
+  train_and_evaluate(tiny_config(num_steps=9, checkpoint_every=10), tmp_path)
+  config = tiny_config(num_steps=30, checkpoint_every=10)
+  config.optim.learning_rate = 1e39  # inf in float32
+  with pytest.raises(NonFiniteError, match=r"^Step 10: the state holds NaN or infinite values "
+                     r"in params/classifier/.*the last good checkpoint is step 9 in"):
+    train_and_evaluate(config, tmp_path)
+  assert _saved_steps(tmp_path) == [9]
+  result = train_and_evaluate(tiny_config(num_steps=12, checkpoint_every=10), tmp_path)
+  assert result.resumed_from == 9 and int(result.state.step) == 12
+
+
+def test_another_data_stream_is_refused_up_front_with_every_key(tmp_path):
+  train_and_evaluate(tiny_config(num_steps=3), tmp_path)
+  metrics = (tmp_path / "metrics.jsonl").read_text()
+  config = tiny_config(num_steps=6)
+  config.seed = 1
+  config.data.update(batch_size=16, train_split="train[:90%]",
+                     preprocess=("scale_to_unit", "dequantize"))
+  with pytest.raises(checkpoint_lib.CheckpointMismatchError) as error:
+    train_and_evaluate(config, tmp_path)
+  for diff in ["data.batch_size: 32 -> 16", "data.preprocess: ['scale_to_unit'] -> "
+               "['scale_to_unit', 'dequantize']", "data.train_split: 'train' -> 'train[:90%]'",
+               "seed: 0 -> 1"]:
+    assert diff in str(error.value)
+  assert "Set them back to the saved values" in str(error.value)
+  assert "new workdir" in str(error.value)
+  assert _saved_steps(tmp_path) == [3] and not (tmp_path / "corrupt_checkpoints").exists()
+  assert (tmp_path / "metrics.jsonl").read_text() == metrics
+  # The refusal released the workdir: the corrected command resumes.
+  assert train_and_evaluate(tiny_config(num_steps=6), tmp_path).resumed_from == 3
+
+
+def _ddpm_toy2d(**model) -> ml_collections.ConfigDict:
+  sys.path.insert(0, str(CONFIG.parent))
+  try:
+    import ddpm_toy2d  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.pop(0)
+  config = ddpm_toy2d.get_config("tiny")
+  config.data.eval_split = ""
+  config.train.update(num_samples=4)
+  config.model.update(model)
+  return config
+
+
+def test_a_resume_may_change_how_it_samples_but_not_the_model(tmp_path):
+  train_and_evaluate(_with(_ddpm_toy2d(), train=dict(num_steps=2, checkpoint_every=2)), tmp_path)
+  resumed = train_and_evaluate(
+      _with(_ddpm_toy2d(sample_steps=5, sampler="ddim", eta=0.5, clip_x0=1.0),
+            train=dict(num_steps=4, checkpoint_every=2)), tmp_path)
+  assert resumed.resumed_from == 2 and int(resumed.state.step) == 4
+  with pytest.raises(checkpoint_lib.CheckpointMismatchError,
+                     match=r"model.features: \[16, 16\] -> \[8, 8\]"):
+    train_and_evaluate(_with(_ddpm_toy2d(features=(8, 8)), train=dict(num_steps=6)), tmp_path)
+  assert _saved_steps(tmp_path) == [2, 4]
+
+
+def test_an_optimizer_of_another_state_structure_is_refused_not_set_aside(tmp_path):
+  train_and_evaluate(tiny_config(num_steps=3), tmp_path)
+  config = tiny_config(num_steps=6)
+  config.optim.grad_clip_norm = 1.0  # optax.chain(clip, adamw): the optimizer state nests
+  with pytest.raises(checkpoint_lib.CheckpointMismatchError,
+                     match=r"another structure .*optim.grad_clip_norm: 0.0 -> 1.0"):
+    train_and_evaluate(config, tmp_path)
+  assert _saved_steps(tmp_path) == [3] and not (tmp_path / "corrupt_checkpoints").exists()
+
+
+def test_when_every_checkpoint_is_unusable_no_rerun_starts_over(tmp_path):
+  train_and_evaluate(tiny_config(num_steps=3), tmp_path)
+  meta_file = tmp_path / "checkpoints" / "3" / "meta" / "metadata"
+  meta = json.loads(meta_file.read_text())
+  del meta["checksum"]  # an incomplete record, not a KeyError
+  meta_file.write_text(json.dumps(meta))
+  with pytest.raises(checkpoint_lib.NoGoodCheckpointError, match="could be restored"):
+    train_and_evaluate(tiny_config(num_steps=3), tmp_path)
+  with pytest.raises(checkpoint_lib.NoGoodCheckpointError,
+                     match=r"holds 1 set aside as unusable.*delete .*corrupt_checkpoints"):
+    train_and_evaluate(tiny_config(num_steps=3), tmp_path)
+  assert _saved_steps(tmp_path) == []
+
+
+def test_fallback_after_a_truncated_file_prints_one_warning_and_no_traceback(tmp_path):
+  train_and_evaluate(tiny_config(num_steps=6, checkpoint_every=3), tmp_path)
+  for path in _state_data_files(tmp_path / "checkpoints" / "6"):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+  out = run_main(tmp_path)
+  text = out.stdout + out.stderr
+  assert "Done at step 6" in out.stdout
+  for noise in ("Traceback", "Event loop is closed", "never retrieved", "destroyed but"):
+    assert noise not in text, text[-3000:]
+  warnings = [l for l in text.splitlines() if re.match(r"W\d{4} |WARNING", l)]
+  assert len(warnings) == 1 and "Checkpoint at step 6 is unusable" in warnings[0], warnings
+
+
+def test_a_second_run_in_the_same_workdir_is_refused(tmp_path):
+  steps = ["--config.train.num_steps=100000", "--config.train.checkpoint_every=20",
+           "--config.train.log_every=20"]
+  first = run_main(tmp_path, *steps, wait=False)
+  try:
+    deadline = time.time() + 120
+    while not (tmp_path / "checkpoints" / "20" / "commit_success.txt").exists():
+      assert first.poll() is None and time.time() < deadline, first.stdout.read()[-2000:]
+      time.sleep(0.05)
+    second = run_main(tmp_path, "--config.train.num_steps=40", *steps[1:],
+                      "--config.optim.learning_rate=0.1", wait=False)
+    out, _ = second.communicate(timeout=300)
+    assert second.returncode != 0 and "Done at step" not in out
+    assert f"Another run is writing to {tmp_path / 'checkpoints'}: process {first.pid} " in out
+    assert first.poll() is None  # the first run trains on, untouched
+  finally:
+    first.send_signal(signal.SIGKILL)  # as a crash: no cleanup, the OS releases the lock
+    first.wait()
+  last = _saved_steps(tmp_path)[-1]
+  out = run_main(tmp_path, *steps[1:], f"--config.train.num_steps={last + 2}")
+  assert f"Done at step {last + 2}" in out.stdout
