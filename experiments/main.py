@@ -14,7 +14,8 @@ from ml_collections import config_flags
 
 from gen_jax import data, host_memory, names
 from gen_jax.train import config as config_lib
-from gen_jax.train.loop import train_and_evaluate
+from gen_jax.train import checkpoint as checkpoint_lib
+from gen_jax.train.loop import NonFiniteError, train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=False)
@@ -59,9 +60,16 @@ def main(argv):
   host_memory.configure_process(_CONFIG.value)
   try:
     result = train_and_evaluate(_CONFIG.value, workdir)
-  except (config_lib.ConfigError, names.UnknownNameError, data.DatasetNotPreparedError) as error:
-    sys.exit(f"Error: {error}")  # the message names the key or dataset and what to change
-  print(f"\nDone at step {int(result.state.step)}. Outputs in {workdir}/:")
+  except (config_lib.ConfigError, names.UnknownNameError, data.DatasetNotPreparedError,
+          checkpoint_lib.CheckpointDirInUseError, checkpoint_lib.CheckpointMismatchError,
+          checkpoint_lib.NoGoodCheckpointError, NonFiniteError) as error:
+    sys.exit(f"Error: {error}")  # the message names what is wrong and what to change
+  step, num_steps = int(result.state.step), config_lib.resolve(_CONFIG.value).train.num_steps
+  if step < num_steps:  # stopped early (SIGTERM): not done
+    print(f"\nStopped at step {step} of {num_steps}; rerun the same command to resume. "
+          f"Outputs so far in {workdir}/:")
+  else:
+    print(f"\nDone at step {step}. Outputs in {workdir}/:")
   print(f"  metrics:      {workdir}/metrics.jsonl")
   print(f"  TensorBoard:  tensorboard --logdir {workdir}/tb")
   print(f"  checkpoints:  {workdir}/checkpoints/")

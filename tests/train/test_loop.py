@@ -145,7 +145,8 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
   assert proc.returncode == 0, out[-2000:]
   saved = max(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert 50 <= saved < 5000
-  assert f"Done at step {saved}" in out
+  assert f"Stopped at step {saved} of 5000; rerun the same command to resume." in out
+  assert "Done at step" not in out
 
 
 def test_sigterm_late_in_a_step_is_saved_by_the_next_step(tmp_path, monkeypatch):
@@ -263,7 +264,8 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     (lambda c: c.train.update(num_stpes=3), config_lib.ConfigError, "did you mean train.num_steps"),
     (lambda c: c.update(methd="x"), config_lib.ConfigError, "Valid keys under the top level"),
     (lambda c: c.model.update(width=3), config_lib.ConfigError, "model.width"),
-    (lambda c: setattr(c, "method", "clasifier"), names.UnknownNameError, "Did you mean 'classifier'"),
+    (lambda c: setattr(c, "method", "clasifier"), names.UnknownNameError,
+     "Did you mean 'classifier'"),
     (lambda c: c.optim.update(name="adamm"), names.UnknownNameError, "Did you mean 'adam'"),
     (lambda c: c.optim.update(generator=dict(learning_rate=1.0)), config_lib.ConfigError,
      "players"),
@@ -404,7 +406,9 @@ def test_a_second_run_in_the_same_workdir_is_refused(tmp_path):
                       "--config.optim.learning_rate=0.1", wait=False)
     out, _ = second.communicate(timeout=300)
     assert second.returncode != 0 and "Done at step" not in out
-    assert f"Another run is writing to {tmp_path / 'checkpoints'}: process {first.pid} " in out
+    held = f"Error: Another run is writing to {tmp_path / 'checkpoints'}: process {first.pid} "
+    assert held in out
+    assert "Traceback" not in out  # one line, not a stack
     assert first.poll() is None  # the first run trains on, untouched
   finally:
     first.send_signal(signal.SIGKILL)  # as a crash: no cleanup, the OS releases the lock
