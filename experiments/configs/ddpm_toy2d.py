@@ -45,12 +45,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.optim.update(name="adam", learning_rate=2e-3, schedule="cosine", warmup_steps=200)
   c.train.update(num_steps=15_000, log_every=1000, checkpoint_every=15_000, num_samples=2_500,
                  ema_decay=0.999)
-  c.train.steps_per_call = 10  # a tiny MLP step: one device call per 10 steps
   if "tiny" in options:
     c.model.update(features=(16, 16), emb_features=8, num_timesteps=50, sample_steps=10)
     c.data.update(batch_size=32, eval_batch_size=64)
     c.optim.update(warmup_steps=0)
     c.train.update(num_steps=4, log_every=2, checkpoint_every=4, num_samples=16,
                    progress_bar=False)
-    c.train.steps_per_call = 1
   return c

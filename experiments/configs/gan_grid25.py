@@ -45,7 +45,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # A GAN-Lab frame every 1,500 steps: samples/frames/*.png and samples/training.gif.
   c.train.update(num_steps=30_000, log_every=500, checkpoint_every=5_000, num_samples=2_500,
                  sample_every=1_500, ema_decay=0.999)
-  c.train.steps_per_call = 10  # a tiny MLP step: one device call per 10 steps
   if "collapse" in options:
     c.model.penalty = ""
   if "conditional" in options:  # both players see the mixture component of each point
@@ -57,5 +56,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.batch_size = 32
     c.train.update(num_steps=6, log_every=2, checkpoint_every=3, num_samples=64,
                    ema_decay=0.999, progress_bar=False)
-    c.train.steps_per_call = 1
   return c
