@@ -3,7 +3,7 @@
 A method is a frozen dataclass of strategies (networks, loss functions, schedules) built by its
 module's `from_config(config, spec)`, where `spec` (a `DataSpec`) says what the method may know
 of its data: the shapes and dtypes of one example, grey levels, classes. Methods never read the
-data themselves (no method imports `gen_jax.data` or `gen_jax.viz`, and none writes a file):
+data themselves (no method imports the `data` or `viz` packages, and none writes a file):
 whoever reads the data (the loop, a benchmark, a notebook) makes the spec and hands it over.
 A method declares its trainable parameter groups as an ordered tuple of players; the one train
 step in `gen_jax.train.step` updates them in that order.
@@ -94,7 +94,7 @@ class DataSpec:
 
   @classmethod
   def from_info(cls, info: Any) -> "DataSpec":
-    """The spec of a `gen_jax.data.DatasetInfo` (read by attribute: this module does not import
+    """The spec of a `data.DatasetInfo` (read by attribute: this module does not import
     the data package): its `element_spec` of shape-dtype structs, levels, classes, vocabulary."""
     return cls(features=_features(info.element_spec), num_levels=info.num_levels,
                num_classes=info.num_classes, vocab_size=getattr(info, "vocab_size", None),
@@ -140,6 +140,6 @@ class Method(Protocol):
     """Per-example evaluation metrics: values [batch] (averaged over examples), or pairs
     (sums [batch], counts [batch]) averaged as sum(sums) / sum(counts), e.g. over tokens."""
 
-  # Figures beyond the samples are drawn by `gen_jax.viz`, from arrays that a method computes
+  # Figures beyond the samples are drawn by the `viz` package, from arrays that a method computes
   # with pure functions of its own (the GAN's `gan_lab`, whose frames
-  # `gen_jax.viz.gan_plots.make_plot_fn` draws for the loop in 2-D runs).
+  # `viz/gan_plots.py`'s `make_plot_fn` draws for the loop in 2-D runs).

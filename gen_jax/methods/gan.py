@@ -26,7 +26,7 @@ strategies, and every variant is a different strategy passed in, never a branch:
 
 For the GAN-Lab pictures of 2-D runs, `gan_lab` returns the arrays of one frame (the
 discriminator on a grid, generated points, the generator's image of a latent grid);
-`gen_jax.viz.gan_plots` draws them.
+`viz/gan_plots.py` draws them.
 """
 
 import dataclasses
@@ -278,7 +278,7 @@ class GAN:
     gen_params = variables["params"][GEN]
     if self.path_fn is None:
       return self.generate(gen_params, z, self.conditioning.draw(label_rng, num))
-    columns = math.ceil(math.sqrt(num))  # the loop's grid (gen_jax.viz.grids.image_grid)
+    columns = math.ceil(math.sqrt(num))  # the loop's grid (viz/grids.py, image_grid)
     steps = max(math.isqrt(num), 2)
     ends = self.latent_fn(label_rng, (2, steps, self.latent_dim))
     return {"samples": self.generate(gen_params, z, self.conditioning.rows(num, columns)),
@@ -286,7 +286,7 @@ class GAN:
                                                      self.path_fn,
                                                      self.conditioning.rows(steps, 1))}
 
-  # The arrays of a GAN-Lab frame (2-D data), drawn by `gen_jax.viz.gan_plots`.
+  # The arrays of a GAN-Lab frame (2-D data), drawn by `viz/gan_plots.py`.
 
   def discriminator_map(self, variables: Variables, extent: Sequence[float], *,
                         resolution: int = 100, label: int = 0) -> Array:
