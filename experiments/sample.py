@@ -27,7 +27,7 @@ from absl import logging as absl_logging
 from gen_jax.methods import autoregressive
 from gen_jax.train import checkpoint as checkpoint_lib
 from gen_jax.train import config as config_lib
-from gen_jax.train.loop import build_method, load_checkpoint
+from gen_jax.train import setup as setup_lib
 from gen_jax.viz import grids
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by experiments/main.py.")
@@ -102,8 +102,8 @@ def prompt_text(prompt: str) -> str:
                   f"({e.reason}). Pass the prompt as UTF-8.") from None
 
 
-def read_config(workdir: str):
-  """The config saved with `workdir`'s newest checkpoint. Creates, locks and moves nothing."""
+def read_setup(workdir: str) -> setup_lib.Setup:
+  """The setup saved with `workdir`'s newest checkpoint. Creates, locks and moves nothing."""
   path = Path(workdir)
   if not path.is_dir():
     raise Refusal(f"--workdir {workdir} does not exist or is not a folder: pass the --workdir "
@@ -113,13 +113,10 @@ def read_config(workdir: str):
   if not steps:
     raise Refusal(f"--workdir {workdir} has no checkpoint (no {checkpoints}/<step>/): train it "
                   f"first with experiments/main.py --workdir {workdir}, or pass another.")
-  checkpointer = checkpoint_lib.Checkpointer(checkpoints, max_to_keep=1000, read_only=True)
   try:
-    return config_lib.from_dict(checkpointer.read_config())
-  except checkpoint_lib.NoGoodCheckpointError as e:
+    return setup_lib.saved_setup(workdir)
+  except (checkpoint_lib.NoGoodCheckpointError, config_lib.ConfigError) as e:
     raise Refusal(str(e)) from None
-  finally:
-    checkpointer.close()
 
 
 def check_for_model(config, method, prompt: str | None) -> tuple[int, ...] | None:
@@ -214,14 +211,15 @@ def main(argv):
     if len(argv) > 1:
       raise Refusal(f"unexpected arguments {argv[1:]}: every input is a --flag.")
     prompt = check_values()
-    config = read_config(_WORKDIR.value)
-    ids = check_for_model(config, build_method(config), prompt)
+    setup = read_setup(_WORKDIR.value)
+    ids = check_for_model(setup.config, setup.method, prompt)
     out_dir = Path(_OUT.value) if _OUT.value else Path(_WORKDIR.value) / "generated"
     if ids is None and out_dir.exists() and not out_dir.is_dir():
       raise Refusal(f"--out {out_dir} exists and is not a folder: pass a folder.")
   except Refusal as e:
     sys.exit(f"sample.py: {e}")
-  config, method, state = load_checkpoint(_WORKDIR.value)
+  run = setup_lib.load_run(_WORKDIR.value)
+  config, method, state = run.config, run.setup.method, run.state
   variables = state.variables()
   rng = jax.random.PRNGKey(_SEED.value)
   if ids is not None:

@@ -77,7 +77,7 @@ def refuse(module, monkeypatch, *args: str) -> str:
   def no_load(workdir):
     raise AssertionError(f"{workdir} was loaded before the inputs were refused")
 
-  monkeypatch.setattr(module, "load_checkpoint", no_load)
+  monkeypatch.setattr(module.setup_lib, "load_run", no_load)
   message = run(module, *args)
   assert isinstance(message, str), f"not refused: {args}"
   assert message.startswith("sample.py: ") and "\n" not in message, message

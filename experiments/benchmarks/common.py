@@ -22,9 +22,7 @@ from gen_jax import host_memory
 from gen_jax.metrics.frechet import frechet_distance
 from gen_jax.train import config as config_lib
 from gen_jax.train import loop
-from gen_jax.train import optimizers as optimizers_lib
-from gen_jax.train import parallel
-from gen_jax.train import step as step_lib
+from gen_jax.train import setup as setup_lib
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -142,32 +140,23 @@ def digits_reference(workdir: Path) -> DigitsReference:
 
 
 def compiled_train_step(config: ml_collections.ConfigDict, steps_per_call: int = 0):
-  """The train step of `config` jitted as the loop jits it (sharded, state donated), compiled by
-  one call on the config's first training batch, already on the devices. Returns
-  `(step_fn, state, batch)`: `state, metrics = step_fn(state, batch)` is one step; with
+  """The train step of `config` as the loop builds it (`gen_jax.train.setup`: sharded, state
+  donated), compiled by one call on the config's first training batch, already on the devices.
+  Returns `(step_fn, state, batch)`: `state, metrics = step_fn(state, batch)` is one step; with
   `steps_per_call=k`, `batch` is the first k batches stacked and one call runs k steps (the
-  loop's unrolled steps)."""
+  loop's own jitted function)."""
   config = config_lib.resolve(config)
   host_memory.set_cpu_async_dispatch(config.train.cpu_async_dispatch)
-  method = loop.build_method(config)
-  names = tuple(p.name for p in method.players)
-  optimizers = optimizers_lib.make_optimizers(config.optim, names, config.train.num_steps)
-  mesh = parallel.make_mesh()
-  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   data = loop.load_data(config, config.data.train_split, train=True)
-  batch = next(data)
-  ema = config.train.ema_decay
-  state = jax.jit(lambda rng, b: step_lib.init_state(method, optimizers, rng, b, ema_decay=ema),
-                  out_shardings=replicated)(jax.random.PRNGKey(0), batch)
-  step = step_lib.make_train_step(method, optimizers, ema_decay=ema)
+  batch = setup_lib.first_batch(data)
+  setup = setup_lib.make_setup(config, example=batch)
+  state = setup.init_state(batch)
   if steps_per_call:
-    data.set_state({**data.get_state(), "step": 0})
-    batch = data.next_batches(steps_per_call)
-    step = step_lib.unrolled_steps(step)
-    batch_sharding = parallel.stacked_batch_sharding(mesh)
-  device_batch = jax.device_put(batch, batch_sharding)
-  fn = jax.jit(step, in_shardings=(replicated, batch_sharding),
-               out_shardings=(replicated, replicated), donate_argnums=0)
+    fn = setup.train_steps()
+    device_batch = jax.device_put(data.next_batches(steps_per_call), setup.stacked_sharding)
+  else:
+    fn = setup.train_step()
+    device_batch = jax.device_put(batch, setup.batch_sharding)
   state, metrics = fn(state, device_batch)  # compiles; the donated state is replaced
   jax.block_until_ready(metrics)
   return fn, state, device_batch

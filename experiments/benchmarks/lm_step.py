@@ -32,11 +32,10 @@ import jax
 import jax.numpy as jnp
 
 from gen_jax import host_memory
-from gen_jax.methods import autoregressive
+from gen_jax.methods.base import DataSpec
 from gen_jax.nn.transformer import TransformerConfig
 from gen_jax.train import config as config_lib
-from gen_jax.train import optimizers as optimizers_lib
-from gen_jax.train import step as step_lib
+from gen_jax.train.setup import make_setup
 
 from lm_python import train_flops_per_token  # pylint: disable=wrong-import-order
 from common import apply_overrides, load_config  # pylint: disable=wrong-import-order
@@ -57,35 +56,32 @@ def transformer_at(ref: str):
 
 
 def make_fns(config, network_cls=None):
-  """Jitted (forward, forward + backward, train step) and their first arguments."""
+  """Jitted (forward, forward + backward, train step) and their first arguments; the train step
+  is the loop's (`gen_jax.train.setup`)."""
   config = config_lib.resolve(config)
   host_memory.set_cpu_async_dispatch(config.train.cpu_async_dispatch)
-  method = autoregressive.from_config(config)
+  vocab_size = TransformerConfig.from_config(config.model).vocab_size
+  tokens = jax.random.randint(jax.random.key(0), (config.data.batch_size, config.data.seq_len),
+                              0, vocab_size, jnp.int32)
+  batch = {config.model.tokens_key: tokens}
+  setup = make_setup(config, spec=DataSpec.from_batch(batch, vocab_size=vocab_size),
+                     example=batch)
   if network_cls is not None:
     # The old class takes the hyperparameters it had then, by name.
+    method = setup.method
     known = {f.name for f in dataclasses.fields(network_cls)}
     hyperparameters = dataclasses.asdict(method.network.config)
-    method = dataclasses.replace(method, network=network_cls(
-        **{k: v for k, v in hyperparameters.items() if k in known}))
-  names = tuple(p.name for p in method.players)
-  optimizers = optimizers_lib.make_optimizers(config.optim, names, config.train.num_steps)
-  tokens = jax.random.randint(jax.random.key(0),
-                              (config.data.batch_size, config.data.seq_len), 0,
-                              method.network.vocab_size, jnp.int32)
-  batch = {method.tokens_key: tokens}
-  state = jax.jit(lambda rng: step_lib.init_state(method, optimizers, rng, batch,
-                                                  ema_decay=config.train.ema_decay))(
-                                                      jax.random.key(1))
-  player = method.players[0]
+    setup = dataclasses.replace(setup, method=dataclasses.replace(method, network=network_cls(
+        **{k: v for k, v in hyperparameters.items() if k in known})))
+  state = setup.init_state(batch)
+  player = setup.method.players[0]
   # A copy: the train step donates (deletes) the state's buffers.
   params = jax.tree.map(jnp.copy, state.params[player.name])
   loss_fn = lambda p, b: player.loss_fn({player.name: p}, p, b, None, {})[0]
   forward = jax.jit(loss_fn)
   backward = jax.jit(jax.value_and_grad(loss_fn))
-  train = jax.jit(step_lib.make_train_step(method, optimizers, ema_decay=config.train.ema_decay),
-                  donate_argnums=0)
   return {"forward": (forward, params, batch), "forward+backward": (backward, params, batch),
-          "train_step": (train, state, batch)}
+          "train_step": (setup.train_step(), state, batch)}
 
 
 def time_fn(fn, args: tuple, iters: int, donated: bool) -> tuple[float, tuple]:

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 # The keys that define the parameters. A method module's `SAMPLING_KEYS` (model keys without the
 # "model." prefix) are taken out: they change only how a run samples and evaluates.
-MODEL_KEYS = ("method", "model", "data.name")
+MODEL_KEYS = ("method", "model", "frozen", "data.name")
 # The config keys that `loop.load_data(..., train=True)` turns into arguments of the data
 # pipeline's fingerprint (`gen_jax.data.pipeline.load`): the saved iterator state is a position
 # in that stream only. `data.data_dir` is only where the prepared files are.
@@ -133,8 +133,9 @@ def sampling_keys(method: str) -> frozenset[str]:
 
 
 def _differences(saved: dict[str, Any], current: dict[str, Any], prefixes,
-                 skip=frozenset()) -> list[str]:
-  saved, current = _flat(saved), _flat(current)
+                 skip=frozenset(), defaults: dict[str, Any] | None = None) -> list[str]:
+  # A key the saved config lacks was added to the schema since: it held its default then.
+  saved, current = {**_flat(defaults or {}), **_flat(saved)}, _flat(current)
   diffs = []
   for key in sorted(set(saved) | set(current)):
     if key in skip or not any(key == k or key.startswith(k + ".") for k in prefixes):
@@ -144,11 +145,14 @@ def _differences(saved: dict[str, Any], current: dict[str, Any], prefixes,
   return diffs
 
 
-def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+def config_differences(saved: dict[str, Any], current: dict[str, Any],
+                       defaults: dict[str, Any] | None = None) -> list[str]:
   """`key: saved -> current` for each key that defines the parameters (`MODEL_KEYS`, less the
-  current method's `SAMPLING_KEYS`) or the data stream (`DATA_KEYS`) and differs."""
+  current method's `SAMPLING_KEYS`) or the data stream (`DATA_KEYS`) and differs. A key that
+  `saved` lacks is compared by its value in `defaults` (the current schema's defaults, as a
+  dict), so a key added to the schema since the save does not count as changed."""
   skip = sampling_keys(current["method"]) if current.get("method") else frozenset()
-  return _differences(saved, current, MODEL_KEYS + DATA_KEYS, skip)
+  return _differences(saved, current, MODEL_KEYS + DATA_KEYS, skip, defaults)
 
 
 def _brief(error: BaseException) -> str:
@@ -169,6 +173,8 @@ def _meta_problem(meta: Any, step: int) -> str | None:
     return f"its metadata is that of step {meta['step']}"
   if not re.fullmatch(r"[0-9a-f]{64}", meta["checksum"]):
     return "its metadata's checksum is not a SHA-256 digest"
+  if not isinstance(meta.get("setup", {}), dict):
+    return f"its metadata's 'setup' is a {type(meta['setup']).__name__}, not a JSON object"
   for key, kind in (("method", str), ("model", dict), ("data", dict)):
     if not isinstance(meta["config"].get(key), kind):
       return f"its metadata's config has no {key!r} {kind.__name__}"
@@ -319,9 +325,10 @@ class Checkpointer:
     return sorted(self._manager.all_steps())
 
   def save(self, step: int, state: Any, data_state: dict[str, Any],
-           config: dict[str, Any]) -> None:
-    """Writes `state` as checkpoint `step`; raises NonFiniteStateError, writing nothing, when
-    any floating-point value of it is NaN or infinite."""
+           config: dict[str, Any], setup: dict[str, Any] | None = None) -> None:
+    """Writes `state` as checkpoint `step`, with `config` and `setup` (JSON: what rebuilds the
+    run besides its config, `Setup.describe()`) in its metadata; raises NonFiniteStateError,
+    writing nothing, when any floating-point value of it is NaN or infinite."""
     if self.read_only:
       raise RuntimeError(f"This Checkpointer of {self.directory} was opened read-only.")
     host_state = jax.device_get(state)
@@ -329,16 +336,16 @@ class Checkpointer:
     if bad:
       raise NonFiniteStateError(step, bad)
     if self._writer is None:
-      self._write(step, state, host_state, data_state, config)
+      self._write(step, state, host_state, data_state, config, setup)
       return
     self.wait()
     self._pending = self._writer.submit(self._write, step, host_state, host_state, data_state,
-                                        config)
+                                        config, setup)
 
   def _write(self, step: int, state: Any, host_state: Any, data_state: dict[str, Any],
-             config: dict[str, Any]) -> None:
+             config: dict[str, Any], setup: dict[str, Any] | None) -> None:
     meta = {"step": step, "checksum": state_checksum(host_state), "config": config,
-            "time": time.time()}
+            "time": time.time(), **({"setup": setup} if setup is not None else {})}
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
         meta=ocp.args.JsonSave(meta)))
@@ -360,22 +367,30 @@ class Checkpointer:
 
   def read_config(self) -> dict[str, Any]:
     """The config saved with the newest checkpoint whose metadata is complete."""
+    return self.read_meta()["config"]
+
+  def read_meta(self) -> dict[str, Any]:
+    """The metadata of the newest checkpoint whose metadata is complete: its "step",
+    "checksum", "config" and, when saved with one, "setup"."""
     for step in reversed(self.steps()):
       try:
-        return self._meta(step)["config"]
+        return self._meta(step)
       except _Unusable as e:
         log.warning("Checkpoint at step %d is unusable: %s. Trying the previous one.", step, e)
     self._refuse_fresh_start()
     raise NoGoodCheckpointError(f"No readable checkpoint in {self.directory}.")
 
   def restore(self, abstract_state: Any, config: dict[str, Any],
-              data_state: dict[str, Any] | None = None
+              data_state: dict[str, Any] | None = None, *,
+              defaults: dict[str, Any] | None = None
               ) -> tuple[int, Any, dict[str, Any]] | None:
     """Restores the newest good checkpoint into `abstract_state`'s shapes and shardings.
 
     Args:
       abstract_state: the state this config builds (`jax.ShapeDtypeStruct`s with shardings).
       config: this run's config as a dict; see `config_differences`.
+      defaults: the schema's defaults for this config's method, as a dict; see
+        `config_differences`.
       data_state: this run's data iterator state: a saved one must differ only in its `step`.
 
     Returns (step, state, data_state), or None when the directory holds no checkpoint.
@@ -392,7 +407,7 @@ class Checkpointer:
       return None
     for step in reversed(steps):
       try:
-        return self._restore_step(step, abstract_state, config, data_state)
+        return self._restore_step(step, abstract_state, config, data_state, defaults)
       except _Unusable as e:
         self._set_aside(step, str(e))
     raise NoGoodCheckpointError(
@@ -401,9 +416,10 @@ class Checkpointer:
         + f". {self._fresh_start_advice()}")
 
   def _restore_step(self, step: int, abstract_state: Any, config: dict[str, Any],
-                    data_state: dict[str, Any] | None) -> tuple[int, Any, dict[str, Any]]:
+                    data_state: dict[str, Any] | None, defaults: dict[str, Any] | None
+                    ) -> tuple[int, Any, dict[str, Any]]:
     meta = self._meta(step)
-    diffs = config_differences(meta["config"], config)
+    diffs = config_differences(meta["config"], config, defaults)
     if diffs:
       raise CheckpointMismatchError(
           f"The checkpoint at step {step} in {self.directory} cannot be continued by this "

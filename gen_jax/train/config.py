@@ -21,6 +21,8 @@ Where the rules live:
   are checked by the type of their default, and by range for the names in this table, which the
   methods share (`latent_dim`, `dropout`, `widths`, ...). A method that adds a numeric key under
   a new name adds its range here (a test lists the keys that lack one).
+- `frozen`: one key per name in the method module's `FROZEN_PARTS`, the workdir of a trained run
+  the method uses frozen (`gen_jax.train.setup`); required, so it has no default.
 - `CROSS_CHECKS`: rules relating two keys (`model.sample_steps <= model.num_timesteps`).
 - `_check_data`: what needs the dataset's `info`, read from its prepared files (a bundled
   dataset is prepared on first use, as the loop's first read would; one that needs a download
@@ -407,10 +409,22 @@ def defaults(method: str = "") -> ml_collections.ConfigDict:
       seed=TOP["seed"][0],
       method=method,  # a module of gen_jax.methods, e.g. "classifier", "gan"
       model=model,  # the method's own keys: see its module's default_model_config()
+      # {part: workdir} of the trained runs the method uses frozen (its module's FROZEN_PARTS).
+      frozen={part: "" for part in _frozen_parts(method)},
       data={key: default for key, (default, _) in DATA.items()},
       optim=dict(optimizers.DEFAULTS),
       train={key: default for key, (default, _) in TRAIN.items()},
   ), type_safe=False)
+
+
+def _frozen_parts(method: str) -> tuple[str, ...]:
+  return tuple(getattr(_method_module(method), "FROZEN_PARTS", ())) if method else ()
+
+
+def _frozen_specs(method: str) -> dict[str, _Spec]:
+  return {part: _spec("", NONEMPTY.noted(f"name the workdir of a trained run to use as the "
+                                         f"method's frozen {part!r}"))
+          for part in _frozen_parts(method)}
 
 
 def _unknown(where: str, keys: Iterable[str], valid: Iterable[str]) -> ConfigError:
@@ -454,17 +468,19 @@ def resolve(user: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   top = _specs(TOP)
   method = _checked("method", user.get("method", ""), top["method"])
   config = defaults(method)
-  sections = dict(model=_model_specs(method), data=_specs(DATA), optim=_optim_specs(),
-                  train=_specs(TRAIN))
+  sections = dict(model=_model_specs(method), frozen=_frozen_specs(method), data=_specs(DATA),
+                  optim=_optim_specs(), train=_specs(TRAIN))
   extra = set(user.keys()) - set(config.keys())
   if extra:
     raise _unknown("", extra, config.keys())
   for key in top:
     if key in user:
       config[key] = _checked(key, user[key], top[key])
-  for key in ("model", "data", "train"):
+  for key in ("model", "frozen", "data", "train"):
     if key in user:
       _merge(config[key], user[key], f"{key}.", sections[key])
+  for part in sections["frozen"]:  # unset: the empty default
+    _checked(f"frozen.{part}", config.frozen[part], sections["frozen"][part])
   optim = user.get("optim", ml_collections.ConfigDict())
   # Per-player optimizer overrides are sub-dicts of `optim`, checked once the players are known.
   players = ([k for k, v in optim.items() if _is_dict(v) and k not in sections["optim"]]

@@ -1,8 +1,8 @@
-"""`train_and_evaluate(config, workdir)`: the only place that jits.
+"""`train_and_evaluate(config, workdir)`: trains a run with the functions its `Setup` jits.
 
-The loop resolves the config, builds the method and its optimizers, restores the newest good
-checkpoint of the workdir (or initialises), jits the one train step once with shardings over a
-`data` mesh (state replicated and donated, batch sharded), and trains. The host never waits on
+The loop resolves the config, builds the run's `Setup` (method, optimizers, mesh, shardings:
+`gen_jax.train.setup`), restores the newest good checkpoint of the workdir (or initialises),
+compiles the train step once (state replicated and donated, batch sharded), and trains. The host never waits on
 the device to log: metrics of step s are read after step s+1 has been dispatched. It checks
 every step's metrics for non-finite values, saves checkpoints on a cadence and when it receives
 SIGTERM (preemption), evaluates on the eval split and writes samples.
@@ -10,32 +10,32 @@ SIGTERM (preemption), evaluates on the eval split and writes samples.
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import math
 import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 from tqdm.auto import tqdm  # a widget in notebooks, text in a terminal
 
-from gen_jax import data as data_lib
 from gen_jax import host_memory
-from gen_jax import names
-from gen_jax.methods.base import DataSpec
 from gen_jax.train import checkpoint as checkpoint_lib
 from gen_jax.train import config as config_lib
 from gen_jax.train import logging as logging_lib
-from gen_jax.train import optimizers as optimizers_lib
 from gen_jax.train import parallel
-from gen_jax.train import step as step_lib
+from gen_jax.train import setup as setup_lib
 from gen_jax.train.state import TrainState
 from gen_jax.viz import gan_plots
+
+# The setup's builders, where the loop's users have always found them.
+build_method = setup_lib.build_method
+load_data = setup_lib.load_data
+load_checkpoint = setup_lib.load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -52,77 +52,6 @@ class TrainResult:
   traces: int  # how many times the train step was traced: 1 unless something recompiled it
   resumed_from: int | None  # the checkpoint step the run continued from, if any
   samples: list[Path]  # files written by the last sampling
-
-
-def build_method(config: ml_collections.ConfigDict, spec: DataSpec | None = None):
-  """The method `config` names, told about its data by `spec`; by default the training data's
-  info, read here (methods never read the data themselves)."""
-  module = names.submodule("gen_jax.methods", config.method, what="method", exclude=("base",))
-  if spec is None:
-    d = config.data
-    spec = DataSpec.from_info(data_lib.info(d.name, d.data_dir or None, seq_len=d.seq_len or None))
-  return module.from_config(config, spec)
-
-
-def load_data(config: ml_collections.ConfigDict, split: str, *, train: bool) -> Iterator:
-  d = config.data
-  kwargs = dict(preprocess=tuple(d.preprocess))
-  if d.seq_len:
-    kwargs["seq_len"] = d.seq_len
-  if d.data_dir:
-    kwargs["data_dir"] = d.data_dir
-  if train:
-    return data_lib.load(d.name, split, d.batch_size, config.seed, fresh=d.fresh, **kwargs)
-  if d.eval_stride:
-    kwargs["eval_stride"] = d.eval_stride
-  return data_lib.load(d.name, split, d.eval_batch_size or d.batch_size, config.seed,
-                       shuffle=False, num_epochs=1, drop_remainder=False, **kwargs)
-
-
-def _build(config: ml_collections.ConfigDict):
-  """The method, its optimizers and the state's init function (not yet called)."""
-  method = build_method(config)
-  player_names = tuple(p.name for p in method.players)
-  config_lib.check_players(config, player_names)
-  # The players themselves, not their names: a player's `repeats` sets its schedule's pace.
-  optimizers = optimizers_lib.make_optimizers(config.optim, method.players, config.train.num_steps)
-  init_fn = functools.partial(step_lib.init_state, method, optimizers,
-                              ema_decay=config.train.ema_decay)
-  return method, optimizers, init_fn
-
-
-def _first_batch(data) -> Any:
-  """The next batch, without consuming it (for shapes)."""
-  state = data.get_state()
-  batch = next(data)
-  data.set_state(state)
-  return batch
-
-
-def _abstract_state(init_fn, rng, example, sharding):
-  return parallel.with_shardings(jax.eval_shape(init_fn, rng, example), sharding)
-
-
-def load_checkpoint(workdir: str | Path) -> tuple[ml_collections.ConfigDict, Any, TrainState]:
-  """The config, the method and the newest good train state of a workdir.
-
-  For sampling and notebooks: `config, method, state = load_checkpoint("runs/lm_python")`,
-  then `method.sample(state.variables(), rng, 8)`.
-  """
-  # Read-only: no lock and nothing moved, so a workdir can be sampled while its run trains.
-  checkpointer = checkpoint_lib.Checkpointer(Path(workdir) / "checkpoints", max_to_keep=1000,
-                                             read_only=True)
-  try:
-    config_json = checkpointer.read_config()
-    config = config_lib.from_dict(config_json)
-    method, _, init_fn = _build(config)
-    example = _first_batch(load_data(config, config.data.train_split, train=True))
-    abstract = _abstract_state(init_fn, jax.random.PRNGKey(config.seed), example,
-                               parallel.replicated(parallel.make_mesh()))
-    _, state, _ = checkpointer.restore(abstract, config_json)
-  finally:
-    checkpointer.close()
-  return config, method, state
 
 
 class _Preemption:
@@ -172,30 +101,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   config = config_lib.resolve(config)
   host_memory.check_cpu_async_dispatch(config.train.cpu_async_dispatch)
   workdir = Path(workdir)
-  method, optimizers, init_fn = _build(config)
   cfg_train = config.train
-  parallel.check_batch_size(config.data.batch_size)
-  if config.data.eval_split:
-    parallel.check_batch_size(config.data.eval_batch_size or config.data.batch_size,
-                              "data.eval_batch_size")
-  config_json = config_lib.to_dict(config)
-
-  mesh = parallel.make_mesh()
-  state_sharding = parallel.replicated(mesh)
-  batch_sharding = parallel.batch_sharding(mesh)
-  stacked_sharding = parallel.stacked_batch_sharding(mesh)
   train_data = load_data(config, config.data.train_split, train=True)
-  example = _first_batch(train_data)
-  rng = jax.random.PRNGKey(config.seed)
-  abstract_state = _abstract_state(init_fn, rng, example, state_sharding)
+  example = setup_lib.first_batch(train_data)
+  setup = setup_lib.make_setup(config, spec=setup_lib.DataSpec.from_info(train_data.info),
+                               example=example)
+  method, mesh = setup.method, setup.mesh
+  config_json = config_lib.to_dict(config)
+  description = setup.describe()
 
   checkpointer = checkpoint_lib.Checkpointer(
       workdir / "checkpoints", max_to_keep=cfg_train.max_to_keep,
       async_save=cfg_train.async_checkpoints)
   try:  # refused before anything compiles: another model, data stream or state structure
-    restored = checkpointer.restore(abstract_state, config_json, train_data.get_state())
+    restored = checkpointer.restore(
+        setup.abstract_state(), config_json, train_data.get_state(),
+        defaults=config_lib.to_dict(config_lib.defaults(config.method)))
     if restored is None:
-      state = jax.jit(init_fn, out_shardings=state_sharding)(rng, example)
+      state = setup.init_state(example)
       resumed_from = None
     else:
       resumed_from, state, data_state = restored
@@ -205,37 +128,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     checkpointer.close()  # releases the workdir's lock for the corrected rerun
     raise
 
-  traces = 0
-  metric_names: tuple[str, ...] = ()
-  train_steps = step_lib.unrolled_steps(
-      step_lib.make_train_step(method, optimizers, ema_decay=cfg_train.ema_decay))
-
-  def counted_steps(state, batches):
-    # Runs at trace time only (once per distinct number of steps per call). The metrics leave
-    # the device as one float32 [steps, metrics] array per call: one transfer, not one per
-    # metric and step.
-    nonlocal traces, metric_names
-    traces += 1
-    state, metrics = train_steps(state, batches)
-    metric_names = tuple(metrics)
-    return state, jnp.stack([jnp.asarray(v, jnp.float32) for v in metrics.values()], axis=1)
-
-  p_train_steps = jax.jit(
-      counted_steps, in_shardings=(state_sharding, stacked_sharding),
-      out_shardings=(state_sharding, state_sharding), donate_argnums=0)
-  p_eval_step = jax.jit(step_lib.make_eval_step(method),
-                        in_shardings=(state_sharding, batch_sharding, state_sharding),
-                        out_shardings=state_sharding)
-  sample_fn = getattr(method, "sample", None)
-  p_sample = None
-  if sample_fn is not None:
-    p_sample = jax.jit(lambda variables, rng: sample_fn(variables, rng, cfg_train.num_samples),
-                       out_shardings=state_sharding)
+  # The metrics leave the device as one float32 [steps, metrics] array per call.
+  p_train_steps = setup.train_steps()
+  p_eval_step = setup.eval_step()
+  p_sample = setup.sample_fn(cfg_train.num_samples)
 
   writer = logging_lib.MetricWriter(
       workdir, reference_points=logging_lib.reference_points(train_data.info, example))
   averager = _MetricAverager()
-  eval_rng, sample_rng = jax.random.split(jax.random.fold_in(rng, 1))
+  eval_rng, sample_rng = jax.random.split(jax.random.fold_in(setup.rng, 1))
   last_saved = resumed_from
   eval_metrics: dict[str, float] = {}
   samples: list[Path] = []
@@ -284,7 +185,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     del pending[:len(ready)]
     for (first, _), rows in zip(ready, jax.device_get([m for _, m in ready])):
       for step, values in enumerate(rows, first):
-        averager.add(step, dict(zip(metric_names, values)), last_checkpoint())
+        averager.add(step, dict(zip(p_train_steps.metric_names, values)), last_checkpoint())
         done = step + 1
         if done % cfg_train.log_every == 0 or done == num_steps:
           means = averager.pop()
@@ -314,9 +215,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         # The batches are read here, while the device still runs the previous call: the read
         # overlaps the step without a reader thread.
         n = steps_in_call(step)
-        batches = parallel.put_batch(train_data.next_batches(n), mesh, stacked_sharding)
+        batches = parallel.put_batch(train_data.next_batches(n), mesh, setup.stacked_sharding)
         # The first call compiles the step, often a run's longest silence: it is named.
-        with (logging_lib.status(bar, "Compiling the train step...") if not traces
+        with (logging_lib.status(bar, "Compiling the train step...") if not p_train_steps.traces
               else contextlib.nullcontext()):
           state, metrics = p_train_steps(state, batches)
         pending.append((step, metrics))
@@ -331,7 +232,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
           # state itself: step s's metrics come from the state before its update.
           drain(keep_newest=False)
           try:
-            checkpointer.save(done, state, train_data.get_state(), config_json)
+            checkpointer.save(done, state, train_data.get_state(), config_json, description)
           except checkpoint_lib.NonFiniteStateError as e:
             raise NonFiniteError(
                 f"Step {done}: {e}. The run stopped without saving this state; "
@@ -359,5 +260,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       checkpointer.close()  # waits for the last save; raises if it failed
     finally:
       writer.close()
-  return TrainResult(state=state, eval_metrics=eval_metrics, traces=traces,
+  return TrainResult(state=state, eval_metrics=eval_metrics, traces=p_train_steps.traces,
                      resumed_from=resumed_from, samples=samples)

@@ -1,5 +1,5 @@
 """The one train step shared by every method, and the evaluation step. Pure and untransformed:
-`gen_jax.train.loop` is the only place that jits them."""
+`gen_jax.train.setup` is the only place that jits them."""
 
 from typing import Callable, Mapping
 

@@ -16,8 +16,9 @@ import pytest
 from gen_jax import names
 from gen_jax.methods.base import Player
 from gen_jax.train import config as config_lib
-from gen_jax.train import loop
 from gen_jax.train import optimizers as optimizers_lib
+from gen_jax.train import setup as setup_lib
+from gen_jax.train import step as step_lib
 
 LR = 0.1
 
@@ -130,7 +131,7 @@ def gan_config(**optim) -> ml_collections.ConfigDict:
 def test_loop_builds_a_critic_optimizer_counted_in_train_steps():
   # The reported case: n_critic = 4, SGD at 0.1, cosine over 8 steps. Counted in updates, the
   # discriminator's rate was 0 from train step 2 on.
-  _, optimizers, _ = loop._build(gan_config())
+  optimizers = setup_lib.make_setup(gan_config()).optimizers
   expected = [cosine(s, LR, 8) for s in range(8)]
   np.testing.assert_allclose(applied_rates(optimizers["disc"], 32), np.repeat(expected, 4),
                              rtol=1e-6, atol=1e-9)
@@ -139,11 +140,12 @@ def test_loop_builds_a_critic_optimizer_counted_in_train_steps():
 
 
 def test_gan_critic_keeps_learning_in_every_train_step():
-  method, optimizers, init_fn = loop._build(gan_config())
+  setup = setup_lib.make_setup(gan_config())
+  method, optimizers, init_fn = setup.method, setup.optimizers, setup.init_fn
   angles = jnp.arange(8) * (2 * math.pi / 8)
   batch = {"point": jnp.stack([jnp.cos(angles), jnp.sin(angles)], -1)}
   state = init_fn(jax.random.PRNGKey(0), batch)
-  step = jax.jit(loop.step_lib.make_train_step(method, optimizers))
+  step = jax.jit(step_lib.make_train_step(method, optimizers))
   for s in range(8):
     new_state, _ = step(state, batch)
     moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
@@ -168,7 +170,7 @@ def test_kwargs_reach_the_optax_constructor():
   # any b1, so three updates with changing gradients tell b1 = 0 from the default 0.9.
   config = gan_config(name="adam", schedule="constant", kwargs=dict(b1=0.0, b2=0.99),
                       gen=dict(learning_rate=2e-3))
-  optimizers = loop._build(config)[1]
+  optimizers = setup_lib.make_setup(config).optimizers
   grads = [jnp.array([1.0, -2.0]), jnp.array([-3.0, 0.5]), jnp.array([2.0, 2.0])]
 
   def updates(optimizer):
