@@ -40,6 +40,11 @@ VARIANTS = {
     "ddpm_toy2d": ("grid25", "swiss_roll", "grid25,tiny"), "vae_digits": ("iwae", "iwae,tiny"),
     "gan_ring8": ("collapse", "conditional", "conditional,tiny"),
     "gan_grid25": ("collapse", "conditional", "conditional,tiny"),
+    "pixelcnn_digits": ("conditional", "plain", "conditional,tiny", "plain,tiny"),
+    "imagetf_digits": ("conditional", "sinusoidal", "conditional,tiny", "sinusoidal,tiny"),
+    "pixelcnn_mnist": ("conditional", "conditional,tiny"),
+    "imagetf_mnist": ("conditional", "conditional,tiny"),
+    "pixelcnn_cifar10": ("categorical", "categorical,tiny"),
 }
 CASES = [(p, arg) for p in CONFIGS for arg in ("", "tiny", *VARIANTS.get(p.stem, ()))]
 

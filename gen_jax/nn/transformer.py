@@ -51,7 +51,7 @@ Array = jax.Array
 Dtype = Any
 
 _NORMS = {"layer": nn.LayerNorm, "rms": nn.RMSNorm}
-_POSITIONS = ("learned", "rope")
+_POSITIONS = ("learned", "rope", "none")
 # The MLP's nonlinearity; squared_relu is relu(x) ** 2.
 _ACTIVATIONS = {"gelu": nn.gelu, "relu": nn.relu,
                 "squared_relu": lambda x: jnp.square(nn.relu(x))}
@@ -71,7 +71,9 @@ class TransformerConfig:
   d_ff: int = 512  # hidden width of the MLP (commonly 4 * d_model)
   max_len: int = 256  # the longest sequence: learned position table and KV-cache length
   dropout_rate: float = 0.0  # residual and embedding dropout, active when not deterministic
-  positions: str = "learned"  # "learned" (an added [max_len, d_model] table) or "rope" (rotary)
+  # "learned" (an added [max_len, d_model] table), "rope" (rotary) or "none" (the inputs carry
+  # their positions, e.g. a raster-scan image model's 2-D ones)
+  positions: str = "learned"
   norm: str = "layer"  # "layer" (LayerNorm) or "rms" (RMSNorm)
   tie_embeddings: bool = True  # logits from the transposed token embedding, else a Dense layer
   # With rope, the fraction of each head's channels that are rotated (rounded to an even number,
@@ -365,7 +367,7 @@ class DecoderStack(nn.Module):
     if self.positions == "learned":
       table = self.param("pos_embedding", _EMBED_INIT, (self.max_len, d_model), self.param_dtype)
       x = x + jnp.take(table, position_ids, axis=0).astype(x.dtype)
-    else:
+    elif self.positions == "rope":
       rope = rope_tables(position_ids, self._rotary_dims(d_model), self.rope_base)
 
     x = nn.Dropout(self.dropout_rate)(x.astype(self.dtype), deterministic=deterministic)

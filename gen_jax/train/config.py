@@ -20,7 +20,8 @@ Where the rules live:
 - `MODEL_RULES`: `config.model`'s keys come from the method's `default_model_config()`, so they
   are checked by the type of their default, and by range for the names in this table, which the
   methods share (`latent_dim`, `dropout`, `widths`, ...). A method that adds a numeric key under
-  a new name adds its range here (a test lists the keys that lack one).
+  a new name declares its range in its own module's `MODEL_RULES` (a test lists the keys that
+  lack one).
 - `frozen`: one key per name in the method module's `FROZEN_PARTS`, the workdir of a trained run
   the method uses frozen (`gen_jax.train.setup`); required, so it has no default.
 - `CROSS_CHECKS`: rules relating two keys (`model.sample_steps <= model.num_timesteps`).
@@ -391,8 +392,17 @@ def _optim_specs() -> dict[str, _Spec]:
           for key, default in optimizers.DEFAULTS.items()}
 
 
+def model_rules(method: str) -> dict[str, Rule]:
+  """The ranges of `method`'s model keys: `MODEL_RULES`, and the rules its module declares for
+  keys of its own (`MODEL_RULES = {key: dict(low=..., note=...)}`, each the arguments of a
+  `Rule`: methods do not import this package), which take precedence."""
+  own = getattr(_method_module(method), "MODEL_RULES", {})
+  return {**MODEL_RULES, **{key: Rule(**kwargs) for key, kwargs in own.items()}}
+
+
 def _model_specs(method: str) -> dict[str, _Spec]:
-  return {key: _spec(default, MODEL_RULES.get(key, ANY))
+  rules = model_rules(method)
+  return {key: _spec(default, rules.get(key, ANY))
           for key, default in _method_module(method).default_model_config().items()}
 
 

@@ -183,8 +183,9 @@ def test_every_numeric_model_key_has_a_range_its_default_satisfies(method):
   model = config_lib.defaults(method).model
   numeric = [k for k, v in config_lib._model_specs(method).items()
              if v.kind in (int, float) or (v.kind is tuple and v.items in (int, float))]
-  assert sorted(k for k in numeric if k not in config_lib.MODEL_RULES) == [], (
-      "add the range of these keys to config.MODEL_RULES")
+  assert sorted(k for k in numeric if k not in config_lib.model_rules(method)) == [], (
+      "add the range of these keys to config.MODEL_RULES, or to the method module's own "
+      "MODEL_RULES for a key no other method has")
   for key, spec in config_lib._model_specs(method).items():
     assert config_lib._checked(f"model.{key}", model[key], spec) == model[key]
 
