@@ -45,6 +45,8 @@ VARIANTS = {
     "pixelcnn_mnist": ("conditional", "conditional,tiny"),
     "imagetf_mnist": ("conditional", "conditional,tiny"),
     "pixelcnn_cifar10": ("categorical", "categorical,tiny"),
+    "vqvae_digits": ("rq2", "rq4", "rq2,tiny"),
+    "code_prior_digits": ("conditional", "conditional,tiny"),
 }
 CASES = [(p, arg) for p in CONFIGS for arg in ("", "tiny", *VARIANTS.get(p.stem, ()))]
 
@@ -61,8 +63,13 @@ def test_every_variant_passes_the_schema_checks(path, arg):
 @pytest.mark.parametrize("path", [p for p in CONFIGS if not any(n in p.stem for n in NEEDS_DOWNLOAD)],
                          ids=lambda p: p.stem)
 def test_tiny_variant_trains(path, tmp_path):
-  config = _load(path).get_config("tiny")
-  result = train_and_evaluate(config, tmp_path)
+  module = _load(path)
+  config = module.get_config("tiny")
+  # A method with frozen parts trains on runs of the tiny configs that its file names.
+  for part, name in getattr(module, "FROZEN_CONFIGS", {}).items():
+    train_and_evaluate(_load(path.parent / f"{name}.py").get_config("tiny"), tmp_path / part)
+    config.frozen[part] = str(tmp_path / part)
+  result = train_and_evaluate(config, tmp_path / "run")
   assert int(result.state.step) == config.train.num_steps
   assert result.traces == 1
   assert all(math.isfinite(v) for v in result.eval_metrics.values())

@@ -48,7 +48,7 @@ from gen_jax.types import Array, Batch, PRNGKey, Variables
 
 PLAYER = "model"
 # Model keys that only change how a run samples, never the parameters.
-SAMPLING_KEYS = frozenset({"temperature", "sample_cache"})
+SAMPLING_KEYS = frozenset({"temperature", "top_k", "top_p", "sample_cache"})
 # Ranges of the keys no other method has (`gen_jax.train.config.MODEL_RULES` holds the shared
 # ones): the arguments of a config `Rule`.
 MODEL_RULES = dict(
@@ -75,7 +75,9 @@ def default_model_config() -> dict[str, Any]:
       image_key="image",  # the batch entry of the images, [batch, h, w, c] in [-1, 1]
       label_key="",  # "" unconditional; else the batch entry of int labels ("label")
       num_classes=0,  # number of labels when label_key is set
-      temperature=1.0,  # samples: divides the log-probabilities of each level; 0 is greedy
+      # Samples: the temperature divides each level's log-probability (0 is greedy); top_k and
+      # top_p then keep the most probable levels (gen_jax.sampling.decoding.filter_logits).
+      temperature=1.0, top_k=0, top_p=1.0,
       sample_cache=True,  # the transformer samples with its KV cache (else recomputes)
   )
 
@@ -188,6 +190,8 @@ class AutoregressiveImage:
     conditioning: `Unconditional()` or `ClassConditional(...)` (`gen_jax.conditioning`).
     image_key: the batch entry of the images, [batch, h, w, c] in [-1, 1].
     temperature: the samples' temperature (0: the most probable level).
+    top_k, top_p: the samples keep the top_k most probable levels (0: all), then the smallest
+      set of them holding probability top_p (1: all); `decoding.filter_logits`.
     sample_cache: sample the transformer with its KV cache.
   """
 
@@ -197,6 +201,8 @@ class AutoregressiveImage:
   conditioning: Conditioning = Unconditional()
   image_key: str = "image"
   temperature: float = 1.0
+  top_k: int = 0
+  top_p: float = 1.0
   sample_cache: bool = True
 
   @property
@@ -250,7 +256,9 @@ class AutoregressiveImage:
     log_probs = self.likelihood.level_log_probs(params[:, None, None, None, :])[:, 0, 0, 0]
     if temperature == 0:
       return jnp.argmax(log_probs, axis=-1).astype(jnp.int32)
-    return jax.random.categorical(rng, log_probs / temperature, axis=-1).astype(jnp.int32)
+    logits = decoding.filter_logits(log_probs, temperature=temperature, top_k=self.top_k,
+                                    top_p=self.top_p)
+    return jax.random.categorical(rng, logits, axis=-1).astype(jnp.int32)
 
   def sample_levels(self, variables: Variables, rng: PRNGKey, labels: Array | None, num: int,
                     *, given: Array | None = None, num_given: int = 0,
@@ -358,5 +366,5 @@ def from_config(config: ml_collections.ConfigDict, spec: DataSpec) -> Autoregres
                                     likelihood.params_per_pixel, num_classes)
   return AutoregressiveImage(network=network, likelihood=likelihood,
                              image_shape=tuple(image_shape), conditioning=conditioning,
-                             image_key=m.image_key, temperature=m.temperature,
-                             sample_cache=m.sample_cache)
+                             image_key=m.image_key, temperature=m.temperature, top_k=m.top_k,
+                             top_p=m.top_p, sample_cache=m.sample_cache)
