@@ -26,13 +26,13 @@ FROZEN_CONFIGS = {"tokenizer": "vqvae_digits"}
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = defaults("code_prior")
   c.frozen.tokenizer = "runs/vqvae_digits"
-  c.model.update(num_layers=4, num_heads=4, d_model=128, d_ff=512, dropout_rate=0.1,
+  c.model.update(num_layers=4, num_heads=4, d_model=128, d_ff=512, dropout_rate=0.3,
                  positions_2d="learned")
   c.data.update(name="digits", batch_size=64, eval_batch_size=360,
                 preprocess=("scale_to_unit",))
   c.optim.update(name="adamw", learning_rate=1e-3, schedule="cosine", warmup_steps=200,
                  grad_clip_norm=1.0, kwargs=dict(weight_decay=1e-2))
-  c.train.update(num_steps=2000, log_every=250, eval_every=1000, checkpoint_every=2000,
+  c.train.update(num_steps=1500, log_every=250, eval_every=500, checkpoint_every=1500,
                  num_samples=64)
   args = set(filter(None, arg.split(",")))
   if "conditional" in args:

@@ -491,6 +491,8 @@ def resolve(user: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       _merge(config[key], user[key], f"{key}.", sections[key])
   for part in sections["frozen"]:  # unset: the empty default
     _checked(f"frozen.{part}", config.frozen[part], sections["frozen"][part])
+    # Absolute, so that the saved config names the same run from any working directory.
+    config.frozen[part] = str(pathlib.Path(config.frozen[part]).expanduser().absolute())
   optim = user.get("optim", ml_collections.ConfigDict())
   # Per-player optimizer overrides are sub-dicts of `optim`, checked once the players are known.
   players = ([k for k, v in optim.items() if _is_dict(v) and k not in sections["optim"]]
