@@ -9,6 +9,7 @@ puts this folder on the path, so they `import common`.
 import dataclasses
 import importlib.util
 import json
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -160,6 +161,38 @@ def compiled_train_step(config: ml_collections.ConfigDict, steps_per_call: int =
   state, metrics = fn(state, device_batch)  # compiles; the donated state is replaced
   jax.block_until_ready(metrics)
   return fn, state, device_batch
+
+
+def jax_stepper(config: ml_collections.ConfigDict):
+  """`run(steps) -> seconds per step` of `compiled_train_step(config)`, called back to back on
+  its first batch, and the train state on the host as it was before the first timed step (the
+  step donates the device copy)."""
+  fn, state, device_batch = compiled_train_step(config)
+  initial = jax.device_get(state)
+  holder = {"state": state}
+
+  def run(steps: int) -> float:
+    tic = time.perf_counter()
+    state, metrics = holder["state"], None
+    for _ in range(steps):
+      state, metrics = fn(state, device_batch)
+    jax.block_until_ready((state, metrics))
+    holder["state"] = state
+    return (time.perf_counter() - tic) / steps
+
+  return run, initial
+
+
+def median_seconds(fn: Callable, *args, calls: int = 3) -> float:
+  """Median seconds of `calls` calls of `fn(*args, key)` with keys PRNGKey(1), (2), ..., after
+  one call with PRNGKey(0) that compiles it."""
+  jax.block_until_ready(fn(*args, jax.random.PRNGKey(0)))
+  times = []
+  for i in range(calls):
+    tic = time.perf_counter()
+    jax.block_until_ready(fn(*args, jax.random.PRNGKey(i + 1)))
+    times.append(time.perf_counter() - tic)
+  return statistics.median(times)
 
 
 class BareStep:

@@ -55,23 +55,6 @@ def real_batch(config) -> dict[str, np.ndarray]:
   return next(loop.load_data(config, config.data.train_split, train=True))
 
 
-def jax_stepper(config):
-  """A function `run(steps) -> seconds per step` of the jitted gen_jax train step."""
-  fn, state, device_batch = common.compiled_train_step(config)
-  holder = {"state": state}
-
-  def run(steps: int) -> float:
-    tic = time.perf_counter()
-    state, metrics = holder["state"], None
-    for _ in range(steps):
-      state, metrics = fn(state, device_batch)
-    jax.block_until_ready((state, metrics))
-    holder["state"] = state
-    return (time.perf_counter() - tic) / steps
-
-  return run
-
-
 def torch_stepper(config, threads: int):
   """The same players and updates in plain PyTorch (eager, NCHW, float32), on `threads`
   intra-op threads (set before every timed round: the setting is global to the process)."""
@@ -191,7 +174,7 @@ def measure(torch_threads: tuple[int, ...], penalty: str, rounds: int, steps: in
   runners = {}
   for mode in MODES:
     config = get_config(mode, penalty)
-    runners[("gen_jax", mode)] = jax_stepper(config)
+    runners[("gen_jax", mode)] = common.jax_stepper(config)[0]
     for threads in torch_threads:
       runners[(torch_name(threads), mode)] = torch_stepper(config, threads)
   times = {key: [] for key in runners}

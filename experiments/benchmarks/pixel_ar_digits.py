@@ -23,7 +23,6 @@ Prints one JSON line per result and a Markdown table, written to --out/table.md.
 
 import argparse
 import dataclasses
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -38,17 +37,6 @@ from gen_jax.viz import grids
 import common  # pylint: disable=wrong-import-order
 from vae_digits import (evaluate_split, independent_categorical_bpd,  # pylint: disable=wrong-import-order
                         mixture_of_categoricals_bpd)
-
-
-def seconds_per_image(fn, variables, num: int) -> float:
-  """Median seconds per image of `fn(variables, rng)` drawing `num` images, after compiling."""
-  jax.block_until_ready(fn(variables, jax.random.PRNGKey(0)))
-  times = []
-  for i in range(3):
-    tic = time.perf_counter()
-    jax.block_until_ready(fn(variables, jax.random.PRNGKey(i + 1)))
-    times.append(time.perf_counter() - tic)
-  return statistics.median(times) / num
 
 
 def independent_samples(train_levels: np.ndarray, num: int, levels: int, seed: int = 0
@@ -115,11 +103,11 @@ def main(argv=None) -> list[dict]:
         fn = jax.jit(lambda v, r, cached=cached, method=method: method.sample(
             v, r, num, cached=cached))
         row[f"sample_ms_per_image_{'cached' if cached else 'recomputed'}"] = round(
-            1e3 * seconds_per_image(fn, variables, num), 3)
+            1e3 * common.median_seconds(fn, variables) / num, 3)
     else:
       fn = jax.jit(lambda v, r, method=method: method.sample(v, r, num))
-      row["sample_ms_per_image_recomputed"] = round(1e3 * seconds_per_image(fn, variables, num),
-                                                    3)
+      row["sample_ms_per_image_recomputed"] = round(
+          1e3 * common.median_seconds(fn, variables) / num, 3)
     emit(row)
     models.append((spec, method, variables))
     given = np.repeat(test_images[:8], 4, axis=0)

@@ -59,25 +59,6 @@ def count_params(tree) -> int:
   return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
 
 
-def jax_stepper(config):
-  """A function `run(steps) -> seconds per step` of the jitted gen_jax train step, and the
-  model's parameters on the host (copied before the first step donates them)."""
-  fn, state, device_batch = common.compiled_train_step(config)
-  params = jax.device_get(state.params["model"])
-  holder = {"state": state}
-
-  def run(steps: int) -> float:
-    tic = time.perf_counter()
-    state, metrics = holder["state"], None
-    for _ in range(steps):
-      state, metrics = fn(state, device_batch)
-    jax.block_until_ready((state, metrics))
-    holder["state"] = state
-    return (time.perf_counter() - tic) / steps
-
-  return run, params
-
-
 def torch_network(config, out_features: int):
   """gen_jax's `GatedPixelCNN` of `config.model` in PyTorch (NCHW), with the same parameter
   names and shapes (a Dense as a 1x1 `Conv2d`)."""
@@ -263,7 +244,8 @@ def measure(config, torch_threads: tuple[int, ...], rounds: int, steps: int
   """Seconds per step of every framework in turn, `rounds` times, keyed "gen_jax" and like
   "pytorch 2 threads"; and each framework's parameter count."""
   method = loop.build_method(config)
-  run, params = jax_stepper(config)
+  run, state = common.jax_stepper(config)
+  params = state.params["model"]
   runners, counts = {"gen_jax": run}, {"gen_jax": count_params(params)}
   if torch_threads:
     check_same_function(config, method, params)

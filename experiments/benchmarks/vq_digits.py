@@ -23,7 +23,6 @@ one class per row) under --out; prints one JSON line per result and a Markdown t
 """
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,16 +36,6 @@ from gen_jax.train import setup as setup_lib
 from gen_jax.viz import grids
 
 import common  # pylint: disable=wrong-import-order
-
-
-def images_per_second(fn, variables, num: int) -> float:
-  jax.block_until_ready(fn(variables, jax.random.PRNGKey(0)))
-  times = []
-  for i in range(3):
-    tic = time.perf_counter()
-    jax.block_until_ready(fn(variables, jax.random.PRNGKey(i + 1)))
-    times.append(time.perf_counter() - tic)
-  return num / statistics.median(times)
 
 
 def code_statistics(codes: np.ndarray, num_codes: int) -> tuple[float, float]:
@@ -129,13 +118,13 @@ def main(argv=None) -> list[dict]:
 
   num = 100
   method, variables = models["unconditional"]
-  two_stage = images_per_second(
-      jax.jit(lambda v, r: method.sample(v, r, num)), variables, num)
+  two_stage = num / common.median_seconds(jax.jit(lambda v, r: method.sample(v, r, num)),
+                                          variables)
   pixel_config = config_lib.resolve(common.load_config("imagetf_digits"))
   pixel_setup = setup_lib.make_setup(pixel_config)
   pixel_method = pixel_setup.method
-  pixel = images_per_second(jax.jit(lambda v, r: pixel_method.sample(v, r, num)),
-                            pixel_setup.init_state().variables(), num)
+  pixel = num / common.median_seconds(jax.jit(lambda v, r: pixel_method.sample(v, r, num)),
+                                      pixel_setup.init_state().variables())
   emit({"model": "sampling", "two_stage_images_per_s": round(two_stage, 1),
         "pixel_transformer_images_per_s": round(pixel, 1),
         "speedup": round(two_stage / pixel, 2), "batch": num})
