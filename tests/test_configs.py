@@ -47,6 +47,8 @@ VARIANTS = {
     "pixelcnn_cifar10": ("categorical", "categorical,tiny"),
     "vqvae_digits": ("rq2", "rq4", "rq2,tiny"),
     "code_prior_digits": ("conditional", "conditional,tiny"),
+    "vqvae_mnist": ("rq4", "rq4,tiny"),
+    "code_prior_mnist": ("conditional", "conditional,tiny"),
 }
 CASES = [(p, arg) for p in CONFIGS for arg in ("", "tiny", *VARIANTS.get(p.stem, ()))]
 
