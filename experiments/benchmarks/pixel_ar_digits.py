@@ -35,8 +35,8 @@ from gen_jax import data as data_lib
 from gen_jax.viz import grids
 
 import common  # pylint: disable=wrong-import-order
-from vae_digits import (evaluate_split, independent_categorical_bpd,  # pylint: disable=wrong-import-order
-                        mixture_of_categoricals_bpd)
+# pylint: disable-next=wrong-import-order
+from vae_digits import evaluate_split, independent_categorical_bpd, mixture_of_categoricals_bpd
 
 
 def independent_samples(train_levels: np.ndarray, num: int, levels: int, seed: int = 0

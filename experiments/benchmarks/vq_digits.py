@@ -142,9 +142,9 @@ def main(argv=None) -> list[dict]:
             "|---|---|---|---|"]
   for row in rows:
     if "fd_draws" in row:
-      table.append(f"| {row['model']} | {row['test_bits_per_code']:.3f} | **{row['fd_to_test']:.2f}**"
-                   f" ({', '.join(f'{d:.2f}' for d in row['fd_draws'])}) | "
-                   f"{row.get('class_accuracy', '')} |")
+      draws = ", ".join(f"{d:.2f}" for d in row["fd_draws"])
+      table.append(f"| {row['model']} | {row['test_bits_per_code']:.3f} | "
+                   f"**{row['fd_to_test']:.2f}** ({draws}) | {row.get('class_accuracy', '')} |")
   speed = next(r for r in rows if r.get("model") == "sampling")
   text = "\n".join(table)
   print("\n" + text + f"\n\nReal train images: Frechet {reference.floor:.2f}. Sampling, 100 "

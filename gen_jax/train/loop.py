@@ -2,10 +2,11 @@
 
 The loop resolves the config, builds the run's `Setup` (method, optimizers, mesh, shardings:
 `gen_jax.train.setup`), restores the newest good checkpoint of the workdir (or initialises),
-compiles the train step once (state replicated and donated, batch sharded), and trains. The host never waits on
-the device to log: metrics of step s are read after step s+1 has been dispatched. It checks
-every step's metrics for non-finite values, saves checkpoints on a cadence and when it receives
-SIGTERM (preemption), evaluates on the eval split and writes samples.
+compiles the train step once (state replicated and donated, batch sharded), and trains. The
+host never waits on the device to log: metrics of step s are read after step s+1 has been
+dispatched. It checks every step's metrics for non-finite values, saves checkpoints on a
+cadence and when it receives SIGTERM (preemption), evaluates on the eval split and writes
+samples.
 """
 
 import contextlib

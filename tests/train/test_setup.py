@@ -83,7 +83,8 @@ def test_a_run_saved_before_a_schema_key_existed_resumes(tmp_path):
 def test_config_differences_fill_absent_keys_with_the_defaults():
   saved = {"method": "classifier", "model": {"widths": [8, 16]}}
   current = {"method": "classifier", "model": {"widths": [8, 16], "feature_dim": 16}}
-  assert checkpoint_lib.config_differences(saved, current) == ["model.feature_dim: '<absent>' -> 16"]
+  assert checkpoint_lib.config_differences(saved, current) == [
+      "model.feature_dim: '<absent>' -> 16"]
   assert checkpoint_lib.config_differences(saved, current, {"model": {"feature_dim": 16}}) == []
   assert checkpoint_lib.config_differences(saved, current, {"model": {"feature_dim": 128}}) == [
       "model.feature_dim: 128 -> 16"]
