@@ -29,6 +29,7 @@ Evaluation reports the exact test negative log-likelihood in bits per dimension,
 """
 
 import dataclasses
+import inspect
 import math
 from typing import Any
 
@@ -179,6 +180,17 @@ def image_transformer_network(m: ml_collections.ConfigDict, image_shape, num_lev
 # ----------------------------------------------------------------------------------------------
 
 
+def check_unit_images(images: Any, key: str) -> None:
+  """Refuses integer images: the models read grey levels scaled to [-1, 1].
+
+  Raises:
+    ValueError: `images` are not floating point (data.preprocess lacks "scale_to_unit").
+  """
+  if not jnp.issubdtype(images.dtype, jnp.floating):
+    raise ValueError(f"The batch's {key!r} entries are {images.dtype} grey levels, but the model "
+                     f"reads images scaled to [-1, 1]: add 'scale_to_unit' to data.preprocess.")
+
+
 @dataclasses.dataclass(frozen=True)
 class AutoregressiveImage:
   """An autoregressive model of images (module docstring).
@@ -225,6 +237,7 @@ class AutoregressiveImage:
     return x.reshape(-1, *self.image_shape)
 
   def init(self, rng: PRNGKey, batch: Batch) -> Variables:
+    check_unit_images(batch[self.image_key], self.image_key)
     levels = self.levels(jnp.asarray(batch[self.image_key], jnp.float32))
     params = self.network.init(rng, levels, self.conditioning.eval(batch))
     return {"params": {PLAYER: params}, "model_state": {}}
@@ -338,7 +351,7 @@ class AutoregressiveImage:
 # Building from a config.
 # ----------------------------------------------------------------------------------------------
 
-NETWORKS = names.Kind("model.network", __name__, suffix="_network")
+NETWORKS = names.Kind("model.network", __name__, suffix="_network", where=inspect.isfunction)
 LIKELIHOODS = names.Kind("model.likelihood", pixels,
                          where=names.subclass_of(pixels.LevelDistribution))
 

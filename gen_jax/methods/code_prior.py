@@ -80,6 +80,7 @@ class CodePrior:
     return codes.reshape(codes.shape[0], -1)
 
   def init(self, rng: PRNGKey, batch: Batch) -> Variables:
+    ar.check_unit_images(batch[self.image_key], self.image_key)
     codes = self.codes(self.tokenizer_variables, jnp.asarray(batch[self.image_key], jnp.float32))
     params = self.prior.network.init(rng, codes, self.conditioning.eval(batch))
     return {"params": {PLAYER: params},

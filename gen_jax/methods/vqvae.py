@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gen_jax import names, pixels
+from gen_jax.methods.autoregressive_image import check_unit_images
 from gen_jax.methods.base import DataSpec, Player
 from gen_jax.nn import quantizers
 from gen_jax.nn.vq_nets import VQAutoencoder, VQDecoder, VQEncoder
@@ -101,6 +102,7 @@ class VQVAE:
     return self.network.quantizer.num_codes
 
   def init(self, rng: PRNGKey, batch: Batch) -> Variables:
+    check_unit_images(batch[self.image_key], self.image_key)
     images = jnp.asarray(batch[self.image_key], jnp.float32)
     variables = self.network.init({"params": rng, "quantizer": rng}, images)
     state = {k: v for k, v in variables.items() if k != "params"}

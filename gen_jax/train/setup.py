@@ -57,6 +57,8 @@ class FrozenPart:
     variables: `{"params": ..., "model_state": ...}` of that checkpoint (EMA parameters when the
       run kept them), as `method.sample` / `method.evaluate` take them.
     spec: the run's `DataSpec`.
+    description: the run's `Setup.describe()`, saved with the checkpoints of the run that uses
+      it, so that loading that run needs neither this workdir nor its data.
   """
 
   workdir: str
@@ -65,6 +67,7 @@ class FrozenPart:
   method: Any
   variables: Variables
   spec: DataSpec
+  description: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def abstract_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,10 +140,34 @@ def restore_frozen(config: ml_collections.ConfigDict) -> dict[str, FrozenPart]:
   """The frozen parts `config.frozen` names (see the module docstring), restored read-only."""
   parts = {}
   for name, workdir in config.get("frozen", {}).items():
-    run = load_run(workdir)
+    try:
+      run = load_run(workdir)
+    except checkpoint_lib.NoGoodCheckpointError as e:
+      raise checkpoint_lib.NoGoodCheckpointError(
+          f"config.frozen.{name} = {workdir!r} names no trained run: {e} Train that run first, "
+          f"or set config.frozen.{name} to its workdir.") from None
     parts[name] = FrozenPart(workdir=str(workdir), step=run.step, config=run.config,
                              method=run.setup.method, variables=run.state.variables(),
-                             spec=run.setup.spec)
+                             spec=run.setup.spec, description=run.setup.describe())
+  return parts
+
+
+def _frozen_from_description(described: Mapping[str, Any]) -> dict[str, FrozenPart]:
+  """The frozen parts a saved run was built with, rebuilt from its checkpoint's description,
+  without their workdirs: their variables are zeros of the saved shapes, which the checkpoint's
+  own copy (in its model state) replaces on restore."""
+  parts = {}
+  for name, part in described.items():
+    config = config_lib.from_dict(part["config"])
+    description = part["description"]
+    spec = DataSpec.from_dict(description["data_spec"])
+    nested = _frozen_from_description(description.get("frozen", {}))
+    # {"params": ..., "model_state": ...}; an empty collection has no leaves to describe it.
+    variables = {"params": {}, "model_state": {},
+                 **zeros_like_batch(example_from_dict(part["variables"]))}
+    parts[name] = FrozenPart(workdir=part["workdir"], step=part["step"], config=config,
+                             method=build_method(config, spec, nested), variables=variables,
+                             spec=spec, description=description)
   return parts
 
 
@@ -234,8 +261,17 @@ class Setup:
                    out_shardings=self.state_sharding)
 
   def describe(self) -> dict[str, Any]:
-    """What `from_description` needs besides the config, as JSON (saved with checkpoints)."""
-    return {"data_spec": self.spec.to_dict(), "example": example_to_dict(self.example)}
+    """What `from_description` needs besides the config, as JSON (saved with checkpoints): the
+    data spec, the example's shapes and, for each frozen part, its config, description and
+    variables' shapes."""
+    out = {"data_spec": self.spec.to_dict(), "example": example_to_dict(self.example)}
+    if self.frozen:
+      out["frozen"] = {name: {"workdir": part.workdir, "step": part.step,
+                              "config": config_lib.to_dict(part.config),
+                              "description": part.description,
+                              "variables": example_to_dict(part.variables)}
+                       for name, part in self.frozen.items()}
+    return out
 
 
 class TrainSteps:
@@ -303,9 +339,13 @@ def make_setup(config: ml_collections.ConfigDict, *, spec: DataSpec | None = Non
 
 def from_description(config: ml_collections.ConfigDict, description: Mapping[str, Any]
                      ) -> Setup:
-  """The `Setup` of a saved run from its config and `Setup.describe()`: reads no data."""
+  """The `Setup` of a saved run from its config and `Setup.describe()`: reads no training data
+  and no frozen part's workdir (their variables come with the run's checkpoint)."""
+  frozen = None
+  if "frozen" in description:
+    frozen = _frozen_from_description(description["frozen"])
   return make_setup(config, spec=DataSpec.from_dict(description["data_spec"]),
-                    example=example_from_dict(description["example"]))
+                    example=example_from_dict(description["example"]), frozen=frozen)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -185,3 +185,11 @@ def test_bad_configs_are_refused_with_what_to_change():
   config.model.label_key = "label"
   with pytest.raises(KeyError, match="model.label_key"):
     ar.from_config(config, spec)
+
+
+def test_only_the_networks_are_network_choices_and_levels_must_be_scaled():
+  assert ar.NETWORKS.choices() == ["gated_pixel_cnn", "image_transformer", "pixel_cnn"]
+  method = make("gated_pixel_cnn", (2, 2, 1), 3)
+  batch = {"image": np.zeros((2, 2, 2, 1), np.uint8)}
+  with pytest.raises(ValueError, match="add 'scale_to_unit' to data.preprocess"):
+    method.init(jax.random.PRNGKey(0), batch)

@@ -169,6 +169,16 @@ def test_a_frozen_run_is_handed_to_a_new_method(classifier_run, probe_method, tm
   assert result.eval_metrics["accuracy"] > 0.1
   _, _, state = load_checkpoint(tmp_path / "probe")
   assert_trees_equal(state, result.state)
+  # The probe's checkpoints hold the backbone: loading it needs neither the backbone's workdir
+  # nor the data.
+  moved = tmp_path / "moved_backbone"
+  backbone.rename(moved)
+  try:
+    _, method, state = load_checkpoint(tmp_path / "probe")
+  finally:
+    moved.rename(backbone)
+  assert_trees_equal(state, result.state)
+  assert method.backbone.network.feature_dim == 16
 
 
 def test_frozen_parts_are_required_and_checked(classifier_run, probe_method, tmp_path):
@@ -180,7 +190,9 @@ def test_frozen_parts_are_required_and_checked(classifier_run, probe_method, tmp
     config = probe_config(backbone)
     config.frozen = {"backbone": str(backbone), "classifier": str(backbone)}
     config_lib.resolve(config)
-  with pytest.raises(checkpoint_lib.NoGoodCheckpointError, match="holds no checkpoints/ folder"):
+  with pytest.raises(checkpoint_lib.NoGoodCheckpointError,
+                     match=r"config\.frozen\.backbone = .* names no trained run: .*holds no "
+                           r"checkpoints/ folder"):
     train_and_evaluate(probe_config(tmp_path / "nowhere"), tmp_path / "probe")
   # A resumed run keeps its frozen part: another workdir there is another model.
   train_and_evaluate(probe_config(backbone, num_steps=2), tmp_path / "probe")
