@@ -13,6 +13,7 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from gen_jax import data, host_memory, names
+from gen_jax.errors import SettingError
 from gen_jax.train import config as config_lib
 from gen_jax.train import checkpoint as checkpoint_lib
 from gen_jax.train.loop import NonFiniteError, train_and_evaluate
@@ -61,6 +62,7 @@ def main(argv):
   try:
     result = train_and_evaluate(_CONFIG.value, workdir)
   except (config_lib.ConfigError, names.UnknownNameError, data.DatasetNotPreparedError,
+          SettingError,
           checkpoint_lib.CheckpointDirInUseError, checkpoint_lib.CheckpointMismatchError,
           checkpoint_lib.NoGoodCheckpointError, NonFiniteError) as error:
     sys.exit(f"Error: {error}")  # the message names what is wrong and what to change

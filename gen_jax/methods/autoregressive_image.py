@@ -40,6 +40,7 @@ import ml_collections
 
 from gen_jax import names, pixels
 from gen_jax.conditioning import ClassConditional, Conditioning, Unconditional
+from gen_jax.errors import SettingError
 from gen_jax.losses import likelihood as lik
 from gen_jax.methods.base import DataSpec, Player
 from gen_jax.nn import image_transformer, pixelcnn
@@ -187,7 +188,7 @@ def check_unit_images(images: Any, key: str) -> None:
     ValueError: `images` are not floating point (data.preprocess lacks "scale_to_unit").
   """
   if not jnp.issubdtype(images.dtype, jnp.floating):
-    raise ValueError(f"The batch's {key!r} entries are {images.dtype} grey levels, but the model "
+    raise SettingError(f"The batch's {key!r} entries are {images.dtype} grey levels, but the model "
                      f"reads images scaled to [-1, 1]: add 'scale_to_unit' to data.preprocess.")
 
 
@@ -362,11 +363,11 @@ def from_config(config: ml_collections.ConfigDict, spec: DataSpec) -> Autoregres
   m = ml_collections.ConfigDict(config.model.to_dict())
   image_shape = spec.shape(m.image_key, what="model.image_key")
   if len(image_shape) != 3:
-    raise ValueError(f"The data's {m.image_key!r} entries have shape {image_shape}, not "
+    raise SettingError(f"The data's {m.image_key!r} entries have shape {image_shape}, not "
                      f"(height, width, channels): set model.image_key to an image entry.")
   if not m.num_levels:
     if not spec.num_levels:
-      raise ValueError(f"The data {spec.name} declare no grey levels: set model.num_levels.")
+      raise SettingError(f"The data {spec.name} declare no grey levels: set model.num_levels.")
     m.num_levels = spec.num_levels
   conditioning: Conditioning = Unconditional()
   num_classes = 0

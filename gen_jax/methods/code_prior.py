@@ -25,6 +25,7 @@ import ml_collections
 
 from gen_jax import pixels
 from gen_jax.conditioning import ClassConditional, Conditioning, Unconditional
+from gen_jax.errors import SettingError
 from gen_jax.methods import autoregressive_image as ar
 from gen_jax.methods.base import DataSpec, Player
 from gen_jax.types import Array, Batch, PRNGKey, Variables
@@ -130,12 +131,12 @@ def from_config(config: ml_collections.ConfigDict, spec: DataSpec,
   m = config.model
   part = frozen["tokenizer"]
   if part.config.method != "vqvae":
-    raise ValueError(f"config.frozen.tokenizer = {part.workdir!r} is a {part.config.method!r} "
+    raise SettingError(f"config.frozen.tokenizer = {part.workdir!r} is a {part.config.method!r} "
                      f"run: name the workdir of a trained vqvae run.")
   image_shape = spec.shape(m.image_key, what="model.image_key")
   trained_on = part.spec.shape(part.config.model.image_key)
   if tuple(image_shape) != tuple(trained_on):
-    raise ValueError(f"The tokenizer {part.workdir} was trained on {trained_on} images, these "
+    raise SettingError(f"The tokenizer {part.workdir} was trained on {trained_on} images, these "
                      f"data have {tuple(image_shape)}: use the data it was trained on.")
   code_shape = part.method.code_shape(tuple(image_shape))
   num_codes = part.method.num_codes

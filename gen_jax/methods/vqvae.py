@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gen_jax import names, pixels
+from gen_jax.errors import SettingError
 from gen_jax.methods.autoregressive_image import check_unit_images
 from gen_jax.methods.base import DataSpec, Player
 from gen_jax.nn import quantizers
@@ -175,7 +176,7 @@ def from_config(config: ml_collections.ConfigDict, spec: DataSpec) -> VQVAE:
   likelihood = LIKELIHOODS.build(m.likelihood, m)
   factor = 2 ** m.downsample
   if image_shape[0] % factor or image_shape[1] % factor:
-    raise ValueError(f"model.downsample={m.downsample} halves the {image_shape[0]}x"
+    raise SettingError(f"model.downsample={m.downsample} halves the {image_shape[0]}x"
                      f"{image_shape[1]} images {m.downsample} times, which does not divide "
                      f"them: lower it.")
   network = VQAutoencoder(

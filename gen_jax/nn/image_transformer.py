@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import SettingError
 from gen_jax.nn.transformer import DecoderStack, TransformerConfig
 
 Array = jax.Array
@@ -110,11 +111,11 @@ class ImageTransformer(nn.Module):
         than h * w * c.
     """
     if self.positions_2d not in _POSITIONS_2D:
-      raise ValueError(f"positions_2d must be one of {_POSITIONS_2D}, got "
+      raise SettingError(f"positions_2d must be one of {_POSITIONS_2D}, got "
                        f"{self.positions_2d!r}: set model.positions_2d.")
     d_model = self.stack.d_model
     if self.positions_2d == "sinusoidal" and d_model % 4:
-      raise ValueError(f"2-D sinusoids need d_model divisible by 4, got {d_model}: set "
+      raise SettingError(f"2-D sinusoids need d_model divisible by 4, got {d_model}: set "
                        f"model.d_model.")
     length = tokens.shape[1]
     if length > self.max_len:

@@ -64,6 +64,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax.errors import SettingError
 from gen_jax.types import Array
 
 Dtype = Any
@@ -83,7 +84,7 @@ def causal_mask(kernel_size: int, include_centre: bool) -> np.ndarray:
 
 def _check_kernel(name: str, size: int, minimum: int) -> None:
   if size % 2 == 0 or size < minimum:
-    raise ValueError(f"{name}={size}: must be odd and at least {minimum}, so that the kernel is "
+    raise SettingError(f"{name}={size}: must be odd and at least {minimum}, so that the kernel is "
                      f"centred on the predicted pixel; use {max(minimum, size + 1)}.")
 
 

@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import SettingError
 from gen_jax.nn.mlp import activation_fn
 
 Array = jax.Array
@@ -43,7 +44,7 @@ class VQEncoder(nn.Module):
   @nn.compact
   def __call__(self, images: Array) -> Array:
     if self.downsample > len(self.widths):
-      raise ValueError(f"downsample={self.downsample} needs at least as many widths, got "
+      raise SettingError(f"downsample={self.downsample} needs at least as many widths, got "
                        f"{tuple(self.widths)}: add widths or lower model.downsample.")
     act = activation_fn(self.activation)
     x = images
@@ -76,7 +77,7 @@ class VQDecoder(nn.Module):
     act = activation_fn(self.activation)
     h, w, c = self.image_shape
     if z.shape[1] * 2 ** self.upsample != h or z.shape[2] * 2 ** self.upsample != w:
-      raise ValueError(f"A {z.shape[1]}x{z.shape[2]} code grid doubled {self.upsample} times is "
+      raise SettingError(f"A {z.shape[1]}x{z.shape[2]} code grid doubled {self.upsample} times is "
                        f"not the {h}x{w} image: set model.downsample consistently.")
     x = z
     first_up = len(self.widths) - self.upsample

@@ -244,6 +244,16 @@ def test_main_reports_a_bad_override_in_one_line(tmp_path, args, message):
   assert not (tmp_path / "checkpoints").exists()
 
 
+def test_main_reports_a_setting_a_network_refuses_in_one_line(tmp_path):
+  # Refused by the network when the state is shaped (gen_jax.errors.SettingError), not by the
+  # schema: one line all the same.
+  out = run_main(f"--config={CONFIGS}/pixelcnn_digits.py:tiny", f"--workdir={tmp_path}",
+                 "--config.model.kernel_size=4")
+  lines = [line for line in out.stderr.splitlines() if line.strip()]
+  assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+  assert lines[-1].startswith("Error: kernel_size=4: must be odd and at least 1"), out.stderr
+
+
 def test_main_reports_a_missing_config_file_in_one_line(tmp_path):
   out = run_main(f"--config={tmp_path}/nothere.py", f"--workdir={tmp_path}")
   lines = [line for line in out.stderr.splitlines() if line.strip()]
