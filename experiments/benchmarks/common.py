@@ -195,6 +195,24 @@ def median_seconds(fn: Callable, *args, calls: int = 3) -> float:
   return statistics.median(times)
 
 
+def torch_runner(torch, step: Callable[[], object], threads: int) -> Callable[[int], float]:
+  """`run(steps) -> seconds per step` of an eager PyTorch `step()` on `threads` intra-op threads
+  (set before every timed round: the setting is global to the process), after 3 warm-up
+  steps."""
+  torch.set_num_threads(threads)
+  for _ in range(3):
+    step()
+
+  def run(steps: int) -> float:
+    torch.set_num_threads(threads)
+    tic = time.perf_counter()
+    for _ in range(steps):
+      step()
+    return (time.perf_counter() - tic) / steps
+
+  return run
+
+
 class BareStep:
   """The loop's jitted function (`steps_per_call` steps per call; 0: the lone step), compiled
   once and called back to back on batches already on the device."""

@@ -28,7 +28,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -145,18 +144,7 @@ def torch_stepper(config, threads: int):
     opt_g.step()
     return loss.item() + g_loss.item()  # a host read each step, as the loop's metrics
 
-  torch.set_num_threads(threads)
-  for _ in range(3):
-    step()
-
-  def run(steps: int) -> float:
-    torch.set_num_threads(threads)
-    tic = time.perf_counter()
-    for _ in range(steps):
-      step()
-    return (time.perf_counter() - tic) / steps
-
-  return run
+  return common.torch_runner(torch, step, threads)
 
 
 def torch_name(threads: int) -> str:

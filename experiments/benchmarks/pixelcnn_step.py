@@ -31,7 +31,6 @@ import math
 import os
 import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -217,18 +216,7 @@ def torch_stepper(config, method, threads: int):
     schedule.step()
     return loss.item()  # a host read each step, as the loop's metrics
 
-  torch.set_num_threads(threads)
-  for _ in range(3):
-    step()
-
-  def run(steps: int) -> float:
-    torch.set_num_threads(threads)
-    tic = time.perf_counter()
-    for _ in range(steps):
-      step()
-    return (time.perf_counter() - tic) / steps
-
-  return run, sum(p.numel() for p in net.parameters())
+  return common.torch_runner(torch, step, threads), sum(p.numel() for p in net.parameters())
 
 
 def torch_name(threads: int) -> str:

@@ -147,22 +147,24 @@ class TokenNetwork:
     return out[:, 0], mutated["cache"]
 
 
+def _conv_network(cls, m: ml_collections.ConfigDict, image_shape, num_levels: int,
+                  out_features: int, num_classes: int) -> ConvNetwork:
+  net = cls(out_features=out_features, features=m.channels, num_layers=m.num_layers,
+            kernel_size=m.kernel_size, first_kernel_size=m.first_kernel_size,
+            num_classes=num_classes, dropout_rate=m.dropout_rate)
+  return ConvNetwork(net, image_shape, num_levels)
+
+
 def gated_pixel_cnn_network(m: ml_collections.ConfigDict, image_shape, num_levels: int,
                             out_features: int, num_classes: int) -> ConvNetwork:
-  net = pixelcnn.GatedPixelCNN(out_features=out_features, features=m.channels,
-                               num_layers=m.num_layers, kernel_size=m.kernel_size,
-                               first_kernel_size=m.first_kernel_size, num_classes=num_classes,
-                               dropout_rate=m.dropout_rate)
-  return ConvNetwork(net, image_shape, num_levels)
+  return _conv_network(pixelcnn.GatedPixelCNN, m, image_shape, num_levels, out_features,
+                       num_classes)
 
 
 def pixel_cnn_network(m: ml_collections.ConfigDict, image_shape, num_levels: int,
                       out_features: int, num_classes: int) -> ConvNetwork:
-  net = pixelcnn.PixelCNN(out_features=out_features, features=m.channels,
-                          num_layers=m.num_layers, kernel_size=m.kernel_size,
-                          first_kernel_size=m.first_kernel_size, num_classes=num_classes,
-                          dropout_rate=m.dropout_rate)
-  return ConvNetwork(net, image_shape, num_levels)
+  return _conv_network(pixelcnn.PixelCNN, m, image_shape, num_levels, out_features,
+                       num_classes)
 
 
 def image_transformer_network(m: ml_collections.ConfigDict, image_shape, num_levels: int,
