@@ -11,8 +11,10 @@ and used frozen, and its variables are saved in this run's checkpoints. Samples
 tokenizer; `python experiments/sample.py --workdir runs/code_prior_digits` draws more.
 docs/results.md has the measured figures from experiments/benchmarks/vq_digits.py.
 
-`:conditional` conditions on the digit's label (a class start token; samples in class blocks);
-`:tiny` runs a few steps of a smaller model, for tests.
+`:conditional` conditions on the digit's label (a class start token; samples in class blocks),
+dropping it for 10% of the training images so that samples can use classifier-free guidance
+(`model.guidance_scale`: 0 unconditional, 1 conditional); `:tiny` runs a few steps of a smaller
+model, for tests.
 """
 
 import ml_collections
@@ -36,7 +38,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                  num_samples=64)
   args = set(filter(None, arg.split(",")))
   if "conditional" in args:
-    c.model.update(label_key="label", num_classes=10)
+    c.model.update(label_key="label", num_classes=10, label_dropout=0.1)
   if "tiny" in args:
     c.model.update(num_layers=1, num_heads=2, d_model=16, d_ff=32)
     c.data.update(batch_size=32, eval_batch_size=64)

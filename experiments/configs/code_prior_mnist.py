@@ -6,7 +6,8 @@ MNIST is prepared (see experiments/configs/vqvae_mnist.py).
 
 The tokenizer's workdir is `config.frozen.tokenizer` (default runs/vqvae_mnist). Not run on the
 development machines (no network, no MNIST), so no result is claimed here. `:conditional`
-conditions on the label; `:tiny` runs a few steps of a smaller model, for tests.
+conditions on the label, dropped for 10% of the images so that samples can use classifier-free
+guidance (`model.guidance_scale`); `:tiny` runs a few steps of a smaller model, for tests.
 """
 
 import ml_collections
@@ -29,7 +30,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                  num_samples=64)
   args = set(filter(None, arg.split(",")))
   if "conditional" in args:
-    c.model.update(label_key="label", num_classes=10)
+    c.model.update(label_key="label", num_classes=10, label_dropout=0.1)
   if "tiny" in args:
     c.model.update(num_layers=1, num_heads=2, d_model=16, d_ff=32)
     c.data.update(batch_size=8, eval_batch_size=16)

@@ -10,8 +10,8 @@ docs/results.md has the measured figures from experiments/benchmarks/vq_digits.p
 experiments/configs/code_prior_digits.py, which reads this workdir.
 
 `:rq2` and `:rq4` quantize residually with 2 or 4 levels of one shared codebook (an RQ-VAE,
-Lee et al. 2022); `:tiny` runs a few steps of a smaller model, for tests (combine as
-`:rq2,tiny`).
+Lee et al. 2022); `:separate` gives each level a codebook of its own (`:rq2,separate`); `:tiny`
+runs a few steps of a smaller model, for tests (combine as `:rq2,tiny`).
 """
 
 import ml_collections
@@ -32,13 +32,17 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   args = set(filter(None, arg.split(",")))
   for depth in (2, 4):
     if f"rq{depth}" in args:
-      c.model.update(quantizer="residual_quantizer", depth=depth, shared_codebook=True)
+      c.model.update(quantizer="residual_quantizer", depth=depth,
+                     shared_codebook="separate" not in args)
+  if "separate" in args and c.model.depth == 1:
+    raise ValueError(f"Config argument {arg!r}: 'separate' codebooks need levels, add 'rq2' or "
+                     "'rq4'.")
   if "tiny" in args:
     c.model.update(num_codes=8, code_dim=4, encoder_widths=(8,), decoder_widths=(8,))
     c.data.update(batch_size=32, eval_batch_size=64)
     c.train.update(num_steps=4, log_every=2, eval_every=0, checkpoint_every=4,
                    progress_bar=False)
-  if args - {"tiny", "rq2", "rq4"}:
-    raise ValueError(f"Unknown config argument {arg!r}: use '', 'rq2', 'rq4', 'tiny' or a "
-                     "comma-separated combination.")
+  if args - {"tiny", "rq2", "rq4", "separate"}:
+    raise ValueError(f"Unknown config argument {arg!r}: use '', 'rq2', 'rq4', 'separate', 'tiny' "
+                     "or a comma-separated combination.")
   return c

@@ -22,7 +22,12 @@ appends one token per step to its KV cache (`model.sample_cache`), the convoluti
 recompute the whole pass each step (any network can, which is what the cached sampler is tested
 against). `complete` keeps the top rows of given images and samples the rest. With
 `model.label_key` set the model is class-conditional (a label embedding in the PixelCNN's gates;
-a class start token for the transformer) and its samples come in class blocks.
+a class start token for the transformer) and its samples come in class blocks. Trained with
+`model.label_dropout` > 0 (the label replaced by a null label), one network is also the
+unconditional model, and samples can use classifier-free guidance (Ho & Salimans 2021) at each
+step: log p_w(x_n | x_<n, y) = log p(x_n | x_<n) + w (log p(x_n | x_<n, y) - log p(x_n | x_<n)),
+renormalised, with w = `model.guidance_scale` (0 unconditional, 1 conditional, > 1 guided); the
+conditional and unconditional passes run as one batch of 2 num sequences.
 
 Evaluation reports the exact test negative log-likelihood in bits per dimension,
 -log2 p(x) / N.
@@ -50,7 +55,7 @@ from gen_jax.types import Array, Batch, PRNGKey, Variables
 
 PLAYER = "model"
 # Model keys that only change how a run samples, never the parameters.
-SAMPLING_KEYS = frozenset({"temperature", "top_k", "top_p", "sample_cache"})
+SAMPLING_KEYS = frozenset({"temperature", "top_k", "top_p", "sample_cache", "guidance_scale"})
 # Ranges of the keys no other method has (`gen_jax.train.config.MODEL_RULES` holds the shared
 # ones): the arguments of a config `Rule`.
 MODEL_RULES = dict(
@@ -77,6 +82,8 @@ def default_model_config() -> dict[str, Any]:
       image_key="image",  # the batch entry of the images, [batch, h, w, c] in [-1, 1]
       label_key="",  # "" unconditional; else the batch entry of int labels ("label")
       num_classes=0,  # number of labels when label_key is set
+      label_dropout=0.0,  # probability of training on the null label (for guidance)
+      guidance_scale=1.0,  # w: 0 unconditional, 1 conditional, > 1 guided (needs label_dropout)
       # Samples: the temperature divides each level's log-probability (0 is greedy); top_k and
       # top_p then keep the most probable levels (gen_jax.sampling.decoding.filter_logits).
       temperature=1.0, top_k=0, top_p=1.0,
@@ -208,6 +215,7 @@ class AutoregressiveImage:
     top_k, top_p: the samples keep the top_k most probable levels (0: all), then the smallest
       set of them holding probability top_p (1: all); `decoding.filter_logits`.
     sample_cache: sample the transformer with its KV cache.
+    guidance_scale: w of the samples' classifier-free guidance (module docstring).
   """
 
   network: ConvNetwork | TokenNetwork
@@ -219,6 +227,7 @@ class AutoregressiveImage:
   top_k: int = 0
   top_p: float = 1.0
   sample_cache: bool = True
+  guidance_scale: float = 1.0
 
   @property
   def players(self) -> tuple[Player, ...]:
@@ -256,7 +265,9 @@ class AutoregressiveImage:
   def loss(self, params_all, player_params, batch: Batch, rng: PRNGKey, model_state):
     del params_all
     images = jnp.asarray(batch[self.image_key], jnp.float32)
-    nll = self.nll(player_params, images, self.conditioning.eval(batch), train=True, rng=rng)
+    label_rng, rng = jax.random.split(rng)
+    labels = self.conditioning.train(batch, label_rng)
+    nll = self.nll(player_params, images, labels, train=True, rng=rng)
     loss = jnp.mean(nll) / self.num_dims  # nats per dimension
     return loss, ({"bits_per_dim": loss / math.log(2.0)}, model_state)
 
@@ -267,9 +278,8 @@ class AutoregressiveImage:
     nll = self.nll(variables["params"][PLAYER], images, self.conditioning.eval(batch))
     return {"bits_per_dim": nll / (self.num_dims * math.log(2.0))}
 
-  def _draw_level(self, params: Array, rng: PRNGKey, temperature: float) -> Array:
-    """A level [batch] from the parameters [batch, P] of one sub-pixel."""
-    log_probs = self.likelihood.level_log_probs(params[:, None, None, None, :])[:, 0, 0, 0]
+  def _draw_level(self, log_probs: Array, rng: PRNGKey, temperature: float) -> Array:
+    """A level [batch] from the log-probabilities [batch, K] of one sub-pixel's levels."""
     if temperature == 0:
       return jnp.argmax(log_probs, axis=-1).astype(jnp.int32)
     logits = decoding.filter_logits(log_probs, temperature=temperature, top_k=self.top_k,
@@ -278,7 +288,8 @@ class AutoregressiveImage:
 
   def sample_levels(self, variables: Variables, rng: PRNGKey, labels: Array | None, num: int,
                     *, given: Array | None = None, num_given: int = 0,
-                    temperature: float | None = None, cached: bool | None = None) -> Array:
+                    temperature: float | None = None, cached: bool | None = None,
+                    guidance_scale: float | None = None) -> Array:
     """Draws sub-pixel levels one at a time in raster order: [num, N] int32.
 
     Args:
@@ -290,19 +301,33 @@ class AutoregressiveImage:
       temperature: default `self.temperature`; 0 takes the most probable level.
       cached: the transformer's KV cache (default `self.sample_cache`); other networks always
         recompute the whole pass at every step.
+      guidance_scale: w of classifier-free guidance (default `self.guidance_scale`); used
+        when `labels` are given and w != 1.
     """
     params = variables["params"][PLAYER]
     temperature = self.temperature if temperature is None else temperature
     cached = (self.sample_cache if cached is None else cached) and self.network.cached
+    scale = self.guidance_scale if guidance_scale is None else guidance_scale
+    guided = labels is not None and scale != 1.0
     n_dims = self.num_dims
     given = jnp.zeros((num, n_dims), jnp.int32) if given is None else given.astype(jnp.int32)
+    if guided:  # rows num.. are the unconditional model's passes over the same levels
+      labels = jnp.concatenate([labels, self.conditioning.null(num)])
+      given = jnp.concatenate([given, given])
+    rows = given.shape[0]
 
     def choose(out_n, index):
-      drawn = self._draw_level(out_n, jax.random.fold_in(rng, index), temperature)
+      """The level [rows] of sub-pixel `index` from the network's output [rows, P]."""
+      log_probs = self.likelihood.level_log_probs(out_n[:, None, None, None, :])[:, 0, 0, 0]
+      if guided:
+        cond, uncond = log_probs[:num], log_probs[num:]
+        log_probs = uncond + scale * (cond - uncond)
+      drawn = self._draw_level(log_probs, jax.random.fold_in(rng, index), temperature)
+      drawn = jnp.concatenate([drawn, drawn]) if guided else drawn
       return jnp.where(index < num_given, given[:, index], drawn)
 
     if cached:
-      cache = decoding.init_cache(self.network.net, num)
+      cache = decoding.init_cache(self.network.net, rows)
 
       def cached_step(carry, index):
         cache, token = carry
@@ -310,26 +335,26 @@ class AutoregressiveImage:
         level = choose(out_n, index)
         return (cache, level), level
 
-      start = self.network.net.start_tokens(labels, num)
+      start = self.network.net.start_tokens(labels, rows)
       _, levels = jax.lax.scan(cached_step, (cache, start), jnp.arange(n_dims))
-      return levels.T
+      return levels.T[:num]
 
     def recompute_step(levels, index):
-      out = self.network(params, levels, labels)  # [num, N, P]
+      out = self.network(params, levels, labels)  # [rows, N, P]
       level = choose(jax.lax.dynamic_index_in_dim(out, index, axis=1, keepdims=False), index)
       return levels.at[:, index].set(level), None
 
     levels, _ = jax.lax.scan(recompute_step, given, jnp.arange(n_dims))
-    return levels
+    return levels[:num]
 
   def sample(self, variables: Variables, rng: PRNGKey, num: int, *, labels: Array | None = None,
-             temperature: float | None = None, cached: bool | None = None) -> Array:
+             **kwargs) -> Array:
     """`num` images [num, h, w, c] in [-1, 1]; a class-conditional model draws them in class
-    blocks unless `labels` [num] are given."""
+    blocks unless `labels` [num] are given; `kwargs` are `sample_levels`' (temperature, cached,
+    guidance_scale)."""
     if labels is None:
       labels = self.conditioning.blocks(num)
-    return self.images(self.sample_levels(variables, rng, labels, num,
-                                          temperature=temperature, cached=cached))
+    return self.images(self.sample_levels(variables, rng, labels, num, **kwargs))
 
   def complete(self, variables: Variables, rng: PRNGKey, images: Array, rows: int, *,
                labels: Array | None = None, temperature: float | None = None) -> Array:
@@ -359,6 +384,28 @@ LIKELIHOODS = names.Kind("model.likelihood", pixels,
                          where=names.subclass_of(pixels.LevelDistribution))
 
 
+def class_conditioning(m: ml_collections.ConfigDict, spec: DataSpec) -> Conditioning:
+  """`ClassConditional` on `m.label_key` (with `m.label_dropout`), or `Unconditional()` when
+  it is "".
+
+  Raises:
+    SettingError: guidance (`m.guidance_scale` != 1) asked of an unconditional model, or of one
+      trained without label dropout (its null label was never trained).
+  """
+  if m.guidance_scale != 1.0 and (not m.label_key or m.label_dropout == 0):
+    raise SettingError(
+        f"model.guidance_scale={m.guidance_scale} needs a class-conditional model trained with "
+        f"model.label_dropout > 0 (now label_key={m.label_key!r}, label_dropout="
+        f"{m.label_dropout}): set model.guidance_scale=1, or train with label_dropout=0.1.")
+  if not m.label_key:
+    if m.label_dropout:
+      raise SettingError(f"model.label_dropout={m.label_dropout} drops labels of an "
+                         "unconditional model: set model.label_key (and num_classes) or 0.")
+    return Unconditional()
+  spec.feature(m.label_key, what="model.label_key")
+  return ClassConditional(num_classes=m.num_classes, key=m.label_key, drop_prob=m.label_dropout)
+
+
 def from_config(config: ml_collections.ConfigDict, spec: DataSpec) -> AutoregressiveImage:
   """The model of `config.model` for the images `spec` describes (their shape, and their grey
   levels when `model.num_levels` is 0)."""
@@ -371,16 +418,13 @@ def from_config(config: ml_collections.ConfigDict, spec: DataSpec) -> Autoregres
     if not spec.num_levels:
       raise SettingError(f"The data {spec.name} declare no grey levels: set model.num_levels.")
     m.num_levels = spec.num_levels
-  conditioning: Conditioning = Unconditional()
-  num_classes = 0
-  if m.label_key:
-    spec.feature(m.label_key, what="model.label_key")
-    num_classes = m.num_classes
-    conditioning = ClassConditional(num_classes=num_classes, key=m.label_key)
+  conditioning = class_conditioning(m, spec)
+  num_classes = conditioning.num_conditions if m.label_key else 0
   likelihood = LIKELIHOODS.build(m.likelihood, m)
   network = NETWORKS.get(m.network)(m, tuple(image_shape), m.num_levels,
                                     likelihood.params_per_pixel, num_classes)
   return AutoregressiveImage(network=network, likelihood=likelihood,
                              image_shape=tuple(image_shape), conditioning=conditioning,
                              image_key=m.image_key, temperature=m.temperature, top_k=m.top_k,
-                             top_p=m.top_p, sample_cache=m.sample_cache)
+                             top_p=m.top_p, sample_cache=m.sample_cache,
+                             guidance_scale=m.guidance_scale)

@@ -8,7 +8,9 @@ flattened sequence), and an image transformer with 2-D positions
 (`gen_jax.methods.autoregressive_image`, its `image_transformer` network) learns p(codes) as a
 product of categoricals over the codebook. Sampling draws the codes one at a time with the KV
 cache (temperature, top-k, top-p) and decodes them with the tokenizer's decoder; with
-`model.label_key` the prior is class-conditional (a class start token).
+`model.label_key` the prior is class-conditional (a class start token), and with
+`model.label_dropout` > 0 its samples can use classifier-free guidance (`model.guidance_scale`,
+as in `gen_jax.methods.autoregressive_image`).
 
 Evaluation reports the exact negative log-likelihood of the test images' codes in bits per code
 and per image (the image's likelihood under the two-stage model is not computed: the decoder
@@ -24,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gen_jax import pixels
-from gen_jax.conditioning import ClassConditional, Conditioning, Unconditional
+from gen_jax.conditioning import Conditioning
 from gen_jax.errors import SettingError
 from gen_jax.methods import autoregressive_image as ar
 from gen_jax.methods.base import DataSpec, Player
@@ -32,7 +34,7 @@ from gen_jax.types import Array, Batch, PRNGKey, Variables
 
 PLAYER = "model"
 FROZEN_PARTS = ("tokenizer",)
-SAMPLING_KEYS = frozenset({"temperature", "top_k", "top_p", "sample_cache"})
+SAMPLING_KEYS = ar.SAMPLING_KEYS
 
 
 def default_model_config() -> dict[str, Any]:
@@ -44,6 +46,8 @@ def default_model_config() -> dict[str, Any]:
       image_key="image",  # the batch entry of the images the tokenizer encodes
       label_key="",  # "" unconditional; else the batch entry of int labels ("label")
       num_classes=0,  # number of labels when label_key is set
+      label_dropout=0.0,  # probability of training on the null label (for guidance)
+      guidance_scale=1.0,  # w: 0 unconditional, 1 conditional, > 1 guided (needs label_dropout)
       temperature=1.0, top_k=0, top_p=1.0,  # samples (gen_jax.sampling.decoding.filter_logits)
       sample_cache=True,
   )
@@ -89,11 +93,16 @@ class CodePrior:
 
   def _nll(self, params, model_state, batch: Batch, *, train: bool = False,
            rng: PRNGKey | None = None) -> Array:
-    """-log p(codes) in nats per image, [batch]."""
+    """-log p(codes) in nats per image, [batch]; in training some labels are dropped
+    (`conditioning.drop_prob`)."""
     codes = self.codes(model_state["frozen"]["tokenizer"],
                        jnp.asarray(batch[self.image_key], jnp.float32))
-    return self.prior.nll(params, self.prior.images(codes), self.conditioning.eval(batch),
-                          train=train, rng=rng)
+    if train:
+      label_rng, rng = jax.random.split(rng)
+      labels = self.conditioning.train(batch, label_rng)
+    else:
+      labels = self.conditioning.eval(batch)
+    return self.prior.nll(params, self.prior.images(codes), labels, train=train, rng=rng)
 
   def loss(self, params_all, player_params, batch: Batch, rng: PRNGKey, model_state):
     del params_all
@@ -111,7 +120,7 @@ class CodePrior:
   def sample_codes(self, variables: Variables, rng: PRNGKey, num: int, *,
                    labels: Array | None = None, **kwargs) -> Array:
     """Code grids [num, gh, gw, depth] drawn from the prior; `kwargs` are
-    `AutoregressiveImage.sample_levels`' (temperature, cached)."""
+    `AutoregressiveImage.sample_levels`' (temperature, cached, guidance_scale)."""
     if labels is None:
       labels = self.conditioning.blocks(num)
     levels = self.prior.sample_levels(variables, rng, labels, num, **kwargs)
@@ -140,16 +149,12 @@ def from_config(config: ml_collections.ConfigDict, spec: DataSpec,
                      f"data have {tuple(image_shape)}: use the data it was trained on.")
   code_shape = part.method.code_shape(tuple(image_shape))
   num_codes = part.method.num_codes
-  conditioning: Conditioning = Unconditional()
-  num_classes = 0
-  if m.label_key:
-    spec.feature(m.label_key, what="model.label_key")
-    num_classes = m.num_classes
-    conditioning = ClassConditional(num_classes=num_classes, key=m.label_key)
+  conditioning = ar.class_conditioning(m, spec)
+  num_classes = conditioning.num_conditions if m.label_key else 0
   network = ar.image_transformer_network(m, code_shape, num_codes, num_codes, num_classes)
   prior = ar.AutoregressiveImage(
       network=network, likelihood=pixels.Categorical(num_codes), image_shape=code_shape,
       conditioning=conditioning, temperature=m.temperature, top_k=m.top_k, top_p=m.top_p,
-      sample_cache=m.sample_cache)
+      sample_cache=m.sample_cache, guidance_scale=m.guidance_scale)
   return CodePrior(prior=prior, tokenizer=part.method, tokenizer_variables=part.variables,
                    image_key=m.image_key)

@@ -151,7 +151,8 @@ class PixelCNN(nn.Module):
     kernel_size: odd; of the type B convolutions.
     first_kernel_size: odd, at least 3; of the type A convolution.
     num_classes: > 0 makes the network class-conditional: `labels` are required and a learned
-      embedding of them is added as a per-channel bias after every masked convolution.
+      embedding of them is added as a per-channel bias after every masked convolution. Label
+      `num_classes` (a conditioning's null label, for classifier-free guidance) has its own row.
     dropout_rate: dropout on each residual branch (during training).
     dtype: computation dtype; parameters are `param_dtype`; the output is float32.
   """
@@ -185,7 +186,7 @@ class PixelCNN(nn.Module):
     def label_bias(name):
       if self.num_classes == 0:
         return 0.0
-      embed = nn.Embed(self.num_classes, self.features, dtype=self.dtype,
+      embed = nn.Embed(self.num_classes + 1, self.features, dtype=self.dtype,
                        param_dtype=self.param_dtype, name=name)
       return embed(labels)[:, None, None, :]
 
@@ -227,6 +228,7 @@ class GatedPixelCNN(nn.Module):
     first_kernel_size: odd, at least 3; of the first layer.
     num_classes: > 0 makes the network class-conditional: `labels` are required and a learned
       per-layer embedding of them is added inside every gate of both stacks (the V h of eq. 4).
+      Label `num_classes` (a conditioning's null label) has its own row.
     dropout_rate: dropout on the gated horizontal output before its residual 1x1 convolution
       (during training), where PixelCNN++'s gated residual blocks drop (Salimans et al. 2017).
     dtype: computation dtype; parameters are `param_dtype`; the output is float32.
@@ -266,7 +268,7 @@ class GatedPixelCNN(nn.Module):
     def label_biases(name):
       if self.num_classes == 0:
         return 0.0, 0.0
-      embed = nn.Embed(self.num_classes, 2 * width, name=name, **kw)(labels)[:, None, None, :]
+      embed = nn.Embed(self.num_classes + 1, 2 * width, name=name, **kw)(labels)[:, None, None, :]
       return jnp.split(embed, 2, axis=-1)
 
     def link(v_pre, name):

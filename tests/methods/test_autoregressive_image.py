@@ -193,3 +193,53 @@ def test_only_the_networks_are_network_choices_and_levels_must_be_scaled():
   batch = {"image": np.zeros((2, 2, 2, 1), np.uint8)}
   with pytest.raises(ValueError, match="add 'scale_to_unit' to data.preprocess"):
     method.init(jax.random.PRNGKey(0), batch)
+
+
+@pytest.mark.parametrize("network,cached", [("gated_pixel_cnn", False),
+                                            ("image_transformer", True)])
+def test_guidance_scale_zero_is_the_unconditional_model_and_two_extrapolates(network, cached):
+  # w = 0 leaves log p(x_n | x_<n), the null label's distribution: the same draws (same rng) as
+  # sampling the null label without guidance. w = 3 draws from 3 log p(.|y) - 2 log p(.|null),
+  # renormalised: greedy decoding takes its argmax at the first sub-pixel.
+  method = make(network, (2, 2, 1), 4, label_key="label", num_classes=3, label_dropout=0.1)
+  variables = random_variables(method, seed=6)
+  labels, null = jnp.array([0, 1, 2, 1, 0, 2]), jnp.full((6,), 3)
+  rng = jax.random.PRNGKey(7)
+  guided = method.sample_levels(variables, rng, labels, 6, guidance_scale=0.0, cached=cached)
+  plain = method.sample_levels(variables, rng, null, 6, guidance_scale=1.0, cached=cached)
+  np.testing.assert_array_equal(np.asarray(guided), np.asarray(plain))
+  greedy = method.sample_levels(variables, rng, labels, 6, guidance_scale=3.0, temperature=0.0,
+                                cached=cached)
+  zeros = jnp.zeros((6, method.num_dims), jnp.int32)
+  log_p = lambda y: jax.nn.log_softmax(method.network(variables["params"]["model"], zeros, y)[:, 0])
+  assert not np.allclose(log_p(labels), log_p(null), atol=1e-2)  # the labels matter
+  expected = jnp.argmax(3.0 * log_p(labels) - 2.0 * log_p(null), axis=-1)
+  assert not np.array_equal(expected, jnp.argmax(log_p(labels), axis=-1))  # w = 3 is not w = 1
+  np.testing.assert_array_equal(np.asarray(greedy[:, 0]), np.asarray(expected))
+
+
+def test_guided_cached_sampling_equals_recomputing():
+  method = make("image_transformer", (2, 3, 1), 5, label_key="label", num_classes=3,
+                label_dropout=0.2)
+  variables = random_variables(method, seed=6)
+  labels, rng = jnp.array([2, 0, 1]), jax.random.PRNGKey(3)
+  cached = method.sample_levels(variables, rng, labels, 3, guidance_scale=3.0, cached=True)
+  recomputed = method.sample_levels(variables, rng, labels, 3, guidance_scale=3.0, cached=False)
+  np.testing.assert_array_equal(np.asarray(cached), np.asarray(recomputed))
+
+
+def test_label_dropout_trains_the_null_label_and_guidance_needs_it():
+  method = make("image_transformer", (2, 2, 1), 3, label_key="label", num_classes=3,
+                label_dropout=0.5)
+  variables = random_variables(method, seed=0)
+  images = method.images(random_levels(method, 64, seed=1))
+  batch = {"image": images, "label": jnp.zeros((64,), jnp.int32)}
+  params = variables["params"]["model"]
+  grads = jax.grad(lambda p: method.loss(None, p, batch, jax.random.PRNGKey(0), {})[0])(params)
+  embedding = grads["token_embedding"]["embedding"]  # rows: levels, then start tokens K + label
+  assert np.abs(np.asarray(embedding[3 + 3])).sum() > 0, "the null start token got no gradient"
+  assert np.abs(np.asarray(embedding[3 + 1])).sum() == 0  # label 1 is not in the batch
+  with pytest.raises(ValueError, match="label_dropout=0.1"):
+    make("image_transformer", label_key="label", num_classes=3, guidance_scale=2.0)
+  with pytest.raises(ValueError, match="set model.label_key"):
+    make("gated_pixel_cnn", label_dropout=0.1)
