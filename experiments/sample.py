@@ -5,12 +5,17 @@
     python experiments/sample.py --workdir runs/lm_python --decode sample --temperature 0.8 \
         --top_p 0.95 --num 4
     python experiments/sample.py --workdir runs/dcgan_digits --num 16 --seed 3
+    python experiments/sample.py --workdir runs/code_prior_digits --guidance_scale 0.8 \
+        --temperature 0.9
 
 Token models print their continuations. Other samples are written to WORKDIR/generated/ (or
 --out) as `<name>_step<step>_seed<seed>_num<num>.png`, never over the run's own `samples/` files,
 and their paths are printed. Every input is checked before the state is loaded or anything is
 compiled; a bad one is refused with one line that says what to change. Uses the EMA parameters
-when the run kept them.
+when the run kept them. For other models, --temperature, --top_k, --top_p and --guidance_scale
+set the run's `model.<flag>` for these samples, where its method reads that key (its module's
+`SAMPLING_KEYS`: the autoregressive image models and the code prior read all four, diffusion
+reads guidance_scale).
 """
 
 import math
@@ -24,6 +29,7 @@ import numpy as np
 from absl import app, flags
 from absl import logging as absl_logging
 
+from gen_jax import names
 from gen_jax.methods import autoregressive
 from gen_jax.train import checkpoint as checkpoint_lib
 from gen_jax.train import config as config_lib
@@ -44,13 +50,18 @@ _TOP_K = flags.DEFINE_integer("top_k", 0, "Keep the k most likely tokens (0: all
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Keep the smallest set with probability >= p.")
 _BEAM_SIZE = flags.DEFINE_integer("beam_size", 4, "Beam search: beams (all are printed).")
 _LENGTH_PENALTY = flags.DEFINE_float("length_penalty", 0.0, "Beam search: alpha.")
+_GUIDANCE = flags.DEFINE_float(
+    "guidance_scale", 1.0, "Class-conditional image models trained with label dropout: "
+    "classifier-free guidance w (0 unconditional, 1 conditional, > 1 guided).")
 _OUT = flags.DEFINE_string("out", "", "Other models: output folder (default WORKDIR/generated).")
 flags.mark_flag_as_required("workdir")
 
 FLAGS = flags.FLAGS
 # The flags only a token model reads: set for another model, they would be silently ignored.
-TOKEN_FLAGS = ("prompt", "length", "decode", "temperature", "top_k", "top_p", "beam_size",
-               "length_penalty")
+TOKEN_FLAGS = ("prompt", "length", "decode", "beam_size", "length_penalty")
+# The flags that set a sampling key of the same name (`model.<flag>`) of other models, where their
+# method module lists it in SAMPLING_KEYS; token models read the first three as decoder settings.
+SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "guidance_scale")
 
 
 class Refusal(ValueError):
@@ -78,6 +89,9 @@ def check_values() -> str | None:
     raise Refusal(f"--top_p must be in (0, 1] (1 keeps every token), got {_TOP_P.value}.")
   if _BEAM_SIZE.value < 1:
     raise Refusal(f"--beam_size must be >= 1, got {_BEAM_SIZE.value}.")
+  if not 0 <= _GUIDANCE.value < math.inf:
+    raise Refusal(f"--guidance_scale must be a finite number >= 0 (0 unconditional, 1 "
+                  f"conditional), got {_GUIDANCE.value}.")
   if not math.isfinite(_LENGTH_PENALTY.value):
     raise Refusal(f"--length_penalty must be a finite number, got {_LENGTH_PENALTY.value}.")
   return None if _PROMPT.value is None else prompt_text(_PROMPT.value)
@@ -119,22 +133,38 @@ def read_setup(workdir: str) -> setup_lib.Setup:
     raise Refusal(str(e)) from None
 
 
+def _listed(given: list[str]) -> tuple[str, str, str]:
+  """(the flags, "applies" or "apply", "it" or "them")."""
+  flags_ = ", ".join(f"--{name}" for name in given)
+  return (flags_, "applies", "it") if len(given) == 1 else (flags_, "apply", "them")
+
+
 def check_for_model(config, method, prompt: str | None) -> tuple[int, ...] | None:
   """Checks the flags against the run's model; returns a token model's prompt ids.
 
   Every flag given must be one that the model reads, and the prompt (by default the run's own)
   must encode, by the model's codec, to ids of its vocabulary that with --length fit its context.
   """
-  run = f"--workdir {_WORKDIR.value} holds a {config.method} run"
+  article = "an" if config.method[:1] in "aeiou" else "a"
+  run = f"--workdir {_WORKDIR.value} holds {article} {config.method} run"
   if not hasattr(method, "sample"):
     raise Refusal(f"{run}, which does not generate: pass the workdir of a generative run.")
   if not isinstance(method, autoregressive.Autoregressive):
-    given = [f"--{name}" for name in TOKEN_FLAGS if _given(name)]
+    given = [name for name in TOKEN_FLAGS if _given(name)]
     if given:
-      verb, pronoun = ("applies", "it") if len(given) == 1 else ("apply", "them")
-      raise Refusal(f"{', '.join(given)} {verb} to token models only, and {run}: drop "
-                    f"{pronoun}.")
+      flags_, verb, pronoun = _listed(given)
+      raise Refusal(f"{flags_} {verb} to token models only, and {run}: drop {pronoun}.")
+    module = names.submodule("gen_jax.methods", config.method, what="method")
+    keys = getattr(module, "SAMPLING_KEYS", ())
+    unread = [name for name in SAMPLING_FLAGS if _given(name) and name not in keys]
+    if unread:
+      flags_, verb, pronoun = _listed(unread)
+      raise Refusal(f"{flags_} {verb} to models that read model.<flag> when they sample, and "
+                    f"{run}, which does not: drop {pronoun}.")
     return None
+  if _given("guidance_scale"):
+    raise Refusal(f"--guidance_scale applies to class-conditional image models, and {run}: "
+                  "drop it.")
   if _given("out"):
     raise Refusal(f"--out applies to image and point models only, and {run}, whose "
                   f"continuations are printed: drop it.")
@@ -185,6 +215,20 @@ def generate_tokens(config, method, variables, rng, ids: tuple[int, ...]) -> Non
     print(show(row))
 
 
+def with_sampling_flags(setup: setup_lib.Setup):
+  """The run's method, rebuilt with `model.<flag>` set from each sampling flag given (checked
+  against the model by its `from_config`); the parameters do not change."""
+  given = {name: FLAGS[name].value for name in SAMPLING_FLAGS if _given(name)}
+  if not given:
+    return setup.method
+  config = config_lib.from_dict(config_lib.to_dict(setup.config))
+  config.model.update(given)
+  try:
+    return setup_lib.build_method(config, setup.spec, setup.frozen)
+  except ValueError as e:
+    raise Refusal(str(e)) from None
+
+
 def write_samples(samples, out_dir: Path, step: int) -> list[Path]:
   """Images [n, h, w, c] as a PNG grid, 2-D points [n, 2] as a scatter PNG, others as .npy,
   named by step, seed and number, so that no run's own sample file is overwritten."""
@@ -213,13 +257,14 @@ def main(argv):
     prompt = check_values()
     setup = read_setup(_WORKDIR.value)
     ids = check_for_model(setup.config, setup.method, prompt)
+    method = setup.method if ids is not None else with_sampling_flags(setup)
     out_dir = Path(_OUT.value) if _OUT.value else Path(_WORKDIR.value) / "generated"
     if ids is None and out_dir.exists() and not out_dir.is_dir():
       raise Refusal(f"--out {out_dir} exists and is not a folder: pass a folder.")
   except Refusal as e:
     sys.exit(f"sample.py: {e}")
   run = setup_lib.load_run(_WORKDIR.value)
-  config, method, state = run.config, run.setup.method, run.state
+  config, state = run.config, run.state
   variables = state.variables()
   rng = jax.random.PRNGKey(_SEED.value)
   if ids is not None:

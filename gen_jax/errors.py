@@ -1,7 +1,23 @@
-"""Errors every layer may raise (this module imports nothing of gen_jax)."""
+"""Errors every layer may raise, and the helper their argument checks share (this module
+imports nothing of gen_jax)."""
+
+from typing import Any
+
+import jax
+import numpy as np
 
 
 class SettingError(ValueError):
   """A setting (a config value, or an argument built from one) that a network or method cannot
   use. The message names the setting and what to change; `experiments/main.py` prints it as one
   line."""
+
+
+def concrete(value: Any) -> np.ndarray | None:
+  """`value` as a NumPy array when it is known at trace time (a Python number, a NumPy or an
+  unjitted JAX array), so that an argument check can read it; None when it is traced under
+  `jit`, where it cannot be checked."""
+  try:
+    return np.asarray(value)
+  except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    return None

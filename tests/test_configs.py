@@ -45,10 +45,12 @@ VARIANTS = {
     "pixelcnn_mnist": ("conditional", "conditional,tiny"),
     "imagetf_mnist": ("conditional", "conditional,tiny"),
     "pixelcnn_cifar10": ("categorical", "categorical,tiny"),
-    "vqvae_digits": ("rq2", "rq4", "rq2,tiny"),
+    "vqvae_digits": ("rq2", "rq4", "rq2,separate", "rq2,tiny"),
     "code_prior_digits": ("conditional", "conditional,tiny"),
     "vqvae_mnist": ("rq4", "rq4,tiny"),
     "code_prior_mnist": ("conditional", "conditional,tiny"),
+    "class_ascent_digits": ("data", "data,tiny"),
+    "classifier_digits": ("adversarial", "adversarial,tiny"),
 }
 CASES = [(p, arg) for p in CONFIGS for arg in ("", "tiny", *VARIANTS.get(p.stem, ()))]
 

@@ -133,8 +133,6 @@ def test_workdir_without_checkpoints_is_refused_and_left_as_it_was(sample_module
 
 @pytest.mark.parametrize("args,named", [
     (["--prompt=x"], "--prompt applies"),
-    (["--top_k=5"], "--top_k applies"),
-    (["--top_p=0.9", "--temperature=0.5"], "--temperature, --top_p apply"),
     (["--decode=beam", "--beam_size=2", "--length_penalty=0.6"],
      "--decode, --beam_size, --length_penalty apply"),
     (["--length=5"], "--length applies"),
@@ -145,6 +143,44 @@ def test_token_flags_on_a_points_run_are_refused(sample_module, points_workdir, 
   drop = "it" if named.endswith("applies") else "them"
   assert got == (f"sample.py: {named} to token models only, and --workdir {points_workdir} "
                  f"holds a gan run: drop {drop}.")
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--top_k=5"], "--top_k applies"),
+    (["--top_p=0.9", "--temperature=0.5"], "--temperature, --top_p apply"),
+    (["--guidance_scale=2"], "--guidance_scale applies"),
+])
+def test_sampling_flags_a_gan_does_not_read_are_refused(sample_module, points_workdir,
+                                                        monkeypatch, args, named):
+  got = refuse(sample_module, monkeypatch, f"--workdir={points_workdir}", *args)
+  drop = "it" if named.endswith("applies") else "them"
+  assert got == (f"sample.py: {named} to models that read model.<flag> when they sample, and "
+                 f"--workdir {points_workdir} holds a gan run, which does not: drop {drop}.")
+
+
+@pytest.fixture(scope="module")
+def pixel_workdir(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("pixelcnn")
+  train_and_evaluate(_config("pixelcnn_digits", "conditional,tiny"), workdir)
+  return workdir
+
+
+def test_sampling_flags_set_the_image_models_sampling_keys(sample_module, pixel_workdir,
+                                                           monkeypatch, capsys):
+  # Greedy decoding (temperature 0) draws no random numbers: two seeds give the same images.
+  for seed in (1, 2):
+    assert run(sample_module, f"--workdir={pixel_workdir}", "--temperature=0", "--top_k=2",
+               f"--seed={seed}", "--num=3") is None
+  out = capsys.readouterr().out.splitlines()
+  assert [Path(p).name for p in out] == ["samples_step4_seed1_num3.png",
+                                         "samples_step4_seed2_num3.png"]
+  assert Path(out[0]).read_bytes() == Path(out[1]).read_bytes()
+  # This run was trained without label dropout: guidance is refused before anything loads.
+  got = refuse(sample_module, monkeypatch, f"--workdir={pixel_workdir}", "--guidance_scale=2")
+  assert got.startswith("sample.py: model.guidance_scale=2.0 needs a class-conditional model "
+                        "trained with model.label_dropout > 0")
+  got = refuse(sample_module, monkeypatch, f"--workdir={pixel_workdir}", "--guidance_scale=-1")
+  assert got.startswith("sample.py: --guidance_scale must be a finite number >= 0")
 
 
 def test_out_on_a_token_run_is_refused(sample_module, lm_workdir, monkeypatch):

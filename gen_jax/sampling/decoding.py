@@ -49,6 +49,8 @@ import numpy as np
 from flax import struct
 from jax import lax
 
+from gen_jax.errors import concrete
+
 Array = jax.Array
 TokensToLogits = Callable[[Array, Any], tuple[Array, Any]]
 
@@ -130,17 +132,10 @@ def init_cache(model: nn.Module, batch_size: int) -> Any:
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
-def _concrete(value: Any) -> np.ndarray | None:
-  """`value` as a NumPy array when it is known at trace time; None when it is traced."""
-  try:
-    return np.asarray(value)
-  except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-    return None
-
 
 def _check(name: str, value: Any, valid: Callable[[np.ndarray], np.ndarray], rule: str) -> None:
   """Raises a ValueError naming `name` when a concrete `value` has an entry that is not valid."""
-  value = _concrete(value)
+  value = concrete(value)
   if value is None:
     return
   with np.errstate(invalid="ignore"):
