@@ -13,6 +13,11 @@ class SettingError(ValueError):
   line."""
 
 
+class MissingFileError(SettingError, FileNotFoundError):
+  """A file a setting names (a weight file) that does not exist; the message says where to get
+  it and which setting takes its path. Both a `SettingError` and a `FileNotFoundError`."""
+
+
 def concrete(value: Any) -> np.ndarray | None:
   """`value` as a NumPy array when it is known at trace time (a Python number, a NumPy or an
   unjitted JAX array), so that an argument check can read it; None when it is traced under

@@ -51,6 +51,7 @@ VARIANTS = {
     "code_prior_mnist": ("conditional", "conditional,tiny"),
     "class_ascent_digits": ("data", "data,tiny"),
     "classifier_digits": ("adversarial", "adversarial,tiny"),
+    "style_transfer": ("lbfgs", "noise", "256", "vgg", "lbfgs,tiny"),
 }
 CASES = [(p, arg) for p in CONFIGS for arg in ("", "tiny", *VARIANTS.get(p.stem, ()))]
 

@@ -7,15 +7,17 @@ batch = next(it)            # {"image": [128, 8, 8, 1] float32, "label": [128] i
 state = it.get_state()      # JSON-serialisable; it.set_state(state) resumes exactly
 ```
 
-`BUNDLED` datasets are built offline on first use; others (mnist, cifar10, ...) load when
-prepared with `tfds build NAME --file_format=array_record`. `gen_jax.data.toy2d` (the exact toy
+`BUNDLED` datasets are built offline on first use: digits, toy2d/<distribution>,
+python_source[/tiny] and sample_images[/128|/64|/256] (scikit-learn's two sample photographs,
+content and style images for style transfer). Others (mnist, cifar10, ...) load when prepared
+with `tfds build NAME --file_format=array_record`. `gen_jax.data.toy2d` (the exact toy
 distributions) imports neither tfds nor the pipeline: the pipeline's names are imported on
 first access.
 """
 
 import importlib
 
-BUNDLED = ("digits", "toy2d", "python_source")
+BUNDLED = ("digits", "toy2d", "python_source", "sample_images")
 
 _PIPELINE_NAMES = ("load", "info", "DataIterator", "DatasetInfo", "DatasetNotPreparedError",
                    "DatasetDamagedError")

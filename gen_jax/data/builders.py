@@ -7,6 +7,8 @@ registry: `gen_jax.data` constructs them by class, which keeps the names free fo
 - `digits`: scikit-learn's 8x8 handwritten digits, grey levels 0..16.
 - `toy2d/<config>`: 100,000 training and 10,000 test points of each `toy2d` distribution.
 - `python_source[/tiny]`: the standard library's `.py` files, one record per file.
+- `sample_images[/128|/64|/256]`: scikit-learn's two sample photographs (china, flower),
+  centre-cropped to a square and resized; content and style images for style transfer.
 
 Building one logs "Building gen_jax dataset NAME locally into DIR (nothing is downloaded)" at
 INFO (logger `gen_jax.data.builders`) instead of tfds' "Downloading and preparing dataset ...".
@@ -196,4 +198,74 @@ class PythonSource(LocalBuilder, skip_registration=True):
       yield i, {"bytes": np.frombuffer(content, np.uint8), "path": path}
 
 
-BUILDERS = {cls.name: cls for cls in (Digits, Toy2d, PythonSource)}
+def center_square(image: np.ndarray) -> np.ndarray:
+  """The largest centred square of `image` [h, w, c]; odd margins leave the extra pixel at the
+  bottom or right (offset `(h - side) // 2`, `(w - side) // 2`)."""
+  h, w = image.shape[:2]
+  side = min(h, w)
+  top, left = (h - side) // 2, (w - side) // 2
+  return image[top:top + side, left:left + side]
+
+
+@dataclasses.dataclass(eq=False)
+class SampleImagesConfig(tfds.core.BuilderConfig):
+  """A `sample_images` config: the side in pixels of the square images."""
+
+  size: int = 128
+
+
+class SampleImages(LocalBuilder, skip_registration=True):
+  """scikit-learn's two sample photographs as square RGB images, for neural style transfer.
+
+  Features: `image` uint8 [size, size, 3] and `label` int32: 0 = "china" (a Chinese temple,
+  `load_sample_image("china.jpg")`), 1 = "flower" (`"flower.jpg"`). One split, "train", holds the
+  two images in that order. Each 427x640 photograph is centre-cropped to 427x427 (`center_square`)
+  and resized to `size` x `size` with Pillow's LANCZOS filter. Configs "128" (the default, listed
+  first), "64" and "256". The metadata records `class_names` ("china", "flower").
+  """
+
+  name = "sample_images"
+  VERSION = tfds.core.Version("1.0.0")
+  # The first config is the default (tfds' rule, and gen_jax's `_bundled_builder`).
+  BUILDER_CONFIGS = [
+      SampleImagesConfig(name=str(size), description=f"{size}x{size} RGB.", size=size)
+      for size in (128, 64, 256)
+  ]
+  FILES = ("china.jpg", "flower.jpg")
+  CLASS_NAMES = ("china", "flower")
+  NUM_LEVELS = 256
+  NUM_CLASSES = 2
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    size = self.builder_config.size
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=(
+            "sklearn.datasets.load_sample_image('china.jpg') and ('flower.jpg'), each "
+            f"centre-cropped to 427x427 and resized to {size}x{size} with PIL LANCZOS."),
+        features=tfds.features.FeaturesDict({
+            "image": _TENSOR(shape=(size, size, 3), dtype=np.uint8),
+            "label": _TENSOR(shape=(), dtype=np.int32),
+        }),
+        disable_shuffling=True,
+        metadata=tfds.core.MetadataDict(num_levels=self.NUM_LEVELS, num_classes=self.NUM_CLASSES,
+                                        class_names=list(self.CLASS_NAMES)),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing to download.
+    return {"train": self._generate_examples()}
+
+  def _generate_examples(self):
+    # Imported here, as for digits: only needed to prepare the dataset. (scikit-learn decodes
+    # its sample JPEGs with Pillow, a gen_jax dependency.)
+    import PIL.Image  # pylint: disable=g-import-not-at-top
+    import sklearn.datasets  # pylint: disable=g-import-not-at-top
+    size = self.builder_config.size
+    for label, file in enumerate(self.FILES):
+      square = PIL.Image.fromarray(center_square(sklearn.datasets.load_sample_image(file)))
+      image = np.asarray(square.resize((size, size), PIL.Image.Resampling.LANCZOS), np.uint8)
+      yield label, {"image": image, "label": np.int32(label)}
+
+
+BUILDERS = {cls.name: cls for cls in (Digits, Toy2d, PythonSource, SampleImages)}

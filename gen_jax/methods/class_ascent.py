@@ -16,8 +16,8 @@ so it scores exactly what the samples show.
 `model.start` sets x_0: "noise" (N(0, model.noise_std^2) per pixel, clipped) shows the classic
 finding that the ascent reaches a confident class decision on an image that still looks like
 noise; "data" starts image i from the first image at index i or later of the first training
-batch whose label is not its target, and shows that a real digit barely changes while the classifier's decision
-flips (an adversarial example reached without any bound on the change).
+batch whose label is not its target, and shows that a real digit changes little while the
+classifier's decision flips (an adversarial example reached without any bound on the change).
 
 Evaluation scores the current images, not the eval batch: `target_prob` (the classifier's
 probability of each image's target class), `target_rate` (the fraction classified as their

@@ -120,7 +120,8 @@ TOP = dict(
 DATA = dict(
     # A gen_jax.data name, e.g. "digits", "toy2d/ring8", "python_source".
     name=("", NONEMPTY.noted("name a dataset of gen_jax.data (digits, toy2d/<ring8|grid25|"
-                             "swiss_roll|two_moons>, python_source) or a prepared tfds one")),
+                             "swiss_roll|two_moons>, python_source, sample_images/<128|64|256>) "
+                             "or a prepared tfds one")),
     batch_size=(128, at_least(1)),  # global batch, split over devices and processes
     train_split=("train", NONEMPTY),  # a split of the dataset (checked against its info)
     eval_split=("test", ANY),  # "" skips evaluation

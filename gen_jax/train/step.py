@@ -91,10 +91,18 @@ def make_train_step(method: Method, optimizers: Mapping[str, optax.GradientTrans
         return loss(params_all, player_params, batch, rng, model_state)
 
       for repeat in range(player.repeats):
+        rng, state_before = jax.random.fold_in(player_rng, repeat), model_state
         (loss, (aux, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            params[player.name], jax.random.fold_in(player_rng, repeat), model_state)
-        updates, opt_state[player.name] = optimizers[player.name].update(
-            grads, opt_state[player.name], params[player.name])
+            params[player.name], rng, model_state)
+        optimizer = optimizers[player.name]
+        extra = {}
+        if isinstance(optimizer, optax.GradientTransformationExtraArgs):
+          # An optimizer that reads the loss itself (L-BFGS's line search) gets it, as a
+          # function of this player's parameters with the same key, batch and state.
+          extra = dict(value=loss, grad=grads, value_fn=lambda p, r=rng, m=state_before,
+                       f=loss_fn: f(p, r, m)[0])
+        updates, opt_state[player.name] = optimizer.update(
+            grads, opt_state[player.name], params[player.name], **extra)
         params[player.name] = optax.apply_updates(params[player.name], updates)
       metrics[f"{player.name}/loss"] = loss
       metrics[f"{player.name}/grad_norm"] = optax.tree_utils.tree_norm(grads)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gen_jax.methods import class_ascent
 from gen_jax.train import config as config_lib
 from gen_jax.train import setup as setup_lib
 from gen_jax.train.loop import train_and_evaluate
@@ -98,7 +99,7 @@ def test_ascent_raises_the_score_and_evaluation_reports_the_images(classifier):
   np.testing.assert_array_equal(np.asarray(samples[4:]), np.asarray(samples[:2]))
 
 
-def test_the_frozen_part_must_be_a_classifier_and_choices_are_checked(classifier, tmp_path):
+def test_the_frozen_part_must_be_a_classifier_and_choices_are_checked(classifier):
   config = config_of("class_ascent_digits")
   config.frozen.classifier = str(classifier)
   config.model.score = "probability"
@@ -108,10 +109,9 @@ def test_the_frozen_part_must_be_a_classifier_and_choices_are_checked(classifier
   config.model.target_class = 10
   with pytest.raises(ValueError, match="target_class=10: use -1"):
     setup_lib.make_setup(config_lib.resolve(config))
-  vae = config_of("vae_digits")
-  train_and_evaluate(vae, tmp_path / "vae")
   config.model.target_class = -1
-  config.frozen.classifier = str(tmp_path / "vae")
-  with pytest.raises(ValueError, match="is a 'vae' run: name the workdir of a trained "
-                                       "classifier run"):
-    setup_lib.make_setup(config_lib.resolve(config))
+  vae = setup_lib.FrozenPart(workdir="runs/vae", step=1, config=config_lib.defaults("vae"),
+                             method=None, variables=None, spec=None)
+  with pytest.raises(ValueError, match="'runs/vae' is a 'vae' run: name the workdir of a "
+                                       "trained classifier run"):
+    class_ascent.from_config(config_lib.resolve(config), None, {"classifier": vae})

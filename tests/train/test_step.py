@@ -277,3 +277,44 @@ def test_eval_means_over_batches_are_exact_split_means():
   np.testing.assert_allclose(sums["value"][0] / sums["value"][1], np.mean(values), rtol=1e-6)
   np.testing.assert_allclose(sums["tokens"][0] / sums["tokens"][1],
                              (10 + 20 + 300 + 40 + 10) / (2 + 3 + 7 + 5 + 2), rtol=1e-6)
+
+
+@dataclasses.dataclass(frozen=True)
+class QuadraticToy:
+  """One player p [3] with loss 1/2 (p - c)^T A (p - c) * mean(batch["x"]), A positive definite."""
+
+  A = np.array([[3.0, 0.5, 0.0], [0.5, 2.0, 0.3], [0.0, 0.3, 1.0]], np.float32)
+  C = np.array([1.0, -2.0, 0.5], np.float32)
+
+  @property
+  def players(self):
+    return (Player("p", self.loss),)
+
+  def init(self, rng, batch):
+    del rng, batch
+    return {"params": {"p": jnp.zeros([3])}, "model_state": {}}
+
+  def value(self, p):
+    d = p - self.C
+    return 0.5 * d @ self.A @ d
+
+  def loss(self, params_all, p, batch, rng, model_state):
+    del params_all, rng
+    return self.value(p) * jnp.mean(batch["x"]), ({}, model_state)
+
+
+def test_an_optimizer_with_a_line_search_gets_the_players_loss():
+  # Oracle: optax's documented L-BFGS loop, which hands the loss function to the update.
+  method, opt = QuadraticToy(), optax.lbfgs()
+  batch = {"x": jnp.ones([4])}
+  state = step_lib.init_state(method, {"p": opt}, jax.random.PRNGKey(0), batch, ema_decay=0.0)
+  step = jax.jit(step_lib.make_train_step(method, {"p": opt}, ema_decay=0.0))
+  p, opt_state = jnp.zeros([3]), opt.init(jnp.zeros([3]))
+  for _ in range(8):
+    state, _ = step(state, batch)
+    value, grad = jax.value_and_grad(method.value)(p)
+    updates, opt_state = opt.update(grad, opt_state, p, value=value, grad=grad,
+                                    value_fn=method.value)
+    p = optax.apply_updates(p, updates)
+    np.testing.assert_allclose(state.params["p"], p, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(state.params["p"], QuadraticToy.C, atol=1e-3)  # L-BFGS converged
