@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs/demo
+# Test processes (pytest-xdist): XLA compiles on one thread, so two processes keep both cores
+# busy; docs/performance.md has the suite's times.
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test clean
 
@@ -19,7 +22,7 @@ demo: setup
 	$(BIN)/python experiments/main.py --config experiments/configs/vae_digits.py --workdir $(WORKDIR)
 
 test: setup
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 clean:
 	rm -rf $(VENV) *.egg-info

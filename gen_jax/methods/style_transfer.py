@@ -52,6 +52,7 @@ MODEL_RULES = dict(
     pooling=dict(choices=lambda: tuple(vgg.POOLINGS), note="VGG-19's pooling"),
     content_layer=dict(choices=lambda: vgg.LAYERS, note="a VGG-19 layer"),
     style_layers=dict(choices=lambda: vgg.LAYERS, nonempty=True, note="VGG-19 layers"),
+    feature_seed=dict(low=0, note="the seed of the random VGG-19 weights"),
     content_label=dict(low=0, note="the label of the content image in the data"),
     style_label=dict(low=0, note="the label of the style image in the data"),
 )

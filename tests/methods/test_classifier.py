@@ -24,8 +24,8 @@ def test_adversarial_training_fits_the_pgd_examples_of_the_current_parameters():
   batch = {"image": images, "label": jnp.arange(6) % 10}
   params = method.init(jax.random.PRNGKey(1), batch)["params"]["classifier"]
   rng = jax.random.PRNGKey(2)
-  loss, _ = method.loss(None, params, batch, rng, {})
-  adv = method.attack(params, batch, rng)
+  loss, _ = jax.jit(lambda p: method.loss(None, p, batch, rng, {}))(params)
+  adv = jax.jit(lambda p: method.attack(p, batch, rng))(params)
   assert float(jnp.max(jnp.abs(adv - images))) <= 0.3 + 1e-6
   expected = optax.softmax_cross_entropy_with_integer_labels(
       method.logits(params, adv), batch["label"]).mean()
@@ -34,12 +34,12 @@ def test_adversarial_training_fits_the_pgd_examples_of_the_current_parameters():
   np.testing.assert_allclose(float(loss), float(expected), rtol=1e-6)
   assert float(loss) > float(clean)  # PGD raised the loss it trains on
   # The examples are held fixed: the gradient is the clean-loss gradient at the PGD images.
-  grads = jax.grad(lambda p: method.loss(None, p, batch, rng, {})[0])(params)
-  at_adv = jax.grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(
-      method.logits(p, adv), batch["label"]).mean())(params)
+  grads = jax.jit(jax.grad(lambda p: method.loss(None, p, batch, rng, {})[0]))(params)
+  at_adv = jax.jit(jax.grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(
+      method.logits(p, adv), batch["label"]).mean()))(params)
   for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(at_adv)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
-  metrics = method.evaluate({"params": {"classifier": params}}, batch, rng)
+  metrics = jax.jit(lambda p: method.evaluate({"params": {"classifier": p}}, batch, rng))(params)
   assert set(metrics) == {"loss", "accuracy", "adversarial_accuracy"}
   assert np.all(np.asarray(metrics["adversarial_accuracy"]) <= 1)
 

@@ -310,11 +310,16 @@ def test_an_optimizer_with_a_line_search_gets_the_players_loss():
   state = step_lib.init_state(method, {"p": opt}, jax.random.PRNGKey(0), batch, ema_decay=0.0)
   step = jax.jit(step_lib.make_train_step(method, {"p": opt}, ema_decay=0.0))
   p, opt_state = jnp.zeros([3]), opt.init(jnp.zeros([3]))
-  for _ in range(8):
-    state, _ = step(state, batch)
+
+  @jax.jit
+  def oracle(p, opt_state):
     value, grad = jax.value_and_grad(method.value)(p)
     updates, opt_state = opt.update(grad, opt_state, p, value=value, grad=grad,
                                     value_fn=method.value)
-    p = optax.apply_updates(p, updates)
+    return optax.apply_updates(p, updates), opt_state
+
+  for _ in range(8):
+    state, _ = step(state, batch)
+    p, opt_state = oracle(p, opt_state)
     np.testing.assert_allclose(state.params["p"], p, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(state.params["p"], QuadraticToy.C, atol=1e-3)  # L-BFGS converged
