@@ -157,9 +157,7 @@ def main(argv=None) -> list[dict]:
       table.append(f"| {r['run']} | {r['classifier']} | {r['start_target_prob']:.3f} | "
                    f"{r['target_prob']:.3f} | {100 * r['target_rate']:.0f}% | "
                    f"{r['rms_change']:.3f} |")
-  text = "\n".join(table)
-  print("\n" + text + f"\n\nWall time: {wall:.0f} s.")
-  (out / "table.md").write_text(text + "\n")
+  common.write_table(out, table, f"Wall time: {wall:.0f} s.")
   return rows
 
 

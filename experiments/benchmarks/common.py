@@ -86,6 +86,14 @@ def train(spec: str, workdir: Path, overrides: dict | None = None
   return method, result, time.perf_counter() - tic
 
 
+def write_table(out: Path, lines: list[str], footer: str) -> None:
+  """Prints the Markdown table `lines` and then `footer`, and writes the table to
+  `out/table.md`."""
+  text = "\n".join(lines)
+  print("\n" + text + "\n\n" + footer)
+  (out / "table.md").write_text(text + "\n")
+
+
 def load_split(name: str, split: str, preprocess=()) -> dict[str, np.ndarray]:
   """A whole split of a bundled image dataset as arrays, in order, padding removed."""
   batches = list(data_lib.load(name, split, 512, 0, shuffle=False, num_epochs=1,

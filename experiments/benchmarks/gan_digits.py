@@ -127,9 +127,7 @@ def main(argv=None) -> list[dict]:
                f"{100 * reference.test_accuracy:.1f}% (real test images) |")
   emit({"wall_s": round(wall, 1), "backend": jax.default_backend(),
         "num_samples": args.num_samples, "draws": args.draws})
-  text = "\n".join(table)
-  print("\n" + text + f"\n\nWall time: {wall:.0f} s.")
-  (out / "table.md").write_text(text + "\n")
+  common.write_table(out, table, f"Wall time: {wall:.0f} s.")
   return rows
 
 

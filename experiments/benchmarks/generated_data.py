@@ -153,9 +153,7 @@ def main(argv=None) -> list[dict]:
                    f"{r['median_ratio']:.2f} | {'yes' if r['flagged'] else 'no'} |")
     elif "cas" in r:
       table.append(f"| {r['model']} | {100 * r['cas']:.1f}% | | | |")
-  text = "\n".join(table)
-  print("\n" + text + f"\n\nWall time: {wall:.0f} s.")
-  (out / "table.md").write_text(text + "\n")
+  common.write_table(out, table, f"Wall time: {wall:.0f} s.")
   return rows
 
 

@@ -107,9 +107,7 @@ def main(argv=None) -> list[dict]:
                    f"{r['median_step_s']:.3f} | {r['initial_loss']:.3g} | "
                    f"{r['loss_within_budget']:.3g} ({r['budget_s']:.0f} s) | "
                    f"{r['final_loss']:.3g} |")
-  text = "\n".join(table)
-  print("\n" + text + f"\n\nFeatures: {features}. Wall time: {wall:.0f} s.")
-  (out / "table.md").write_text(text + "\n")
+  common.write_table(out, table, f"Features: {features}. Wall time: {wall:.0f} s.")
   return rows
 
 

@@ -212,12 +212,11 @@ def main(argv=None) -> list[dict]:
                    f"{row['test_bits_per_code']:.3f} | **{row['fd_to_test']:.2f}** ({draws}) | "
                    f"{accuracy} |")
   speed = next(r for r in rows if r.get("model") == "sampling")
-  text = "\n".join(table)
-  print("\n" + text + f"\n\nReal train images: Frechet {reference.floor:.2f}. Sampling, 100 "
-        f"images: two-stage {speed['two_stage_images_per_s']:.0f}/s, pixel transformer "
-        f"{speed['pixel_transformer_images_per_s']:.0f}/s ({speed['speedup']:.1f}x). Wall "
-        f"time: {wall:.0f} s.")
-  (out / "table.md").write_text(text + "\n")
+  common.write_table(
+      out, table, f"Real train images: Frechet {reference.floor:.2f}. Sampling, 100 images: "
+      f"two-stage {speed['two_stage_images_per_s']:.0f}/s, pixel transformer "
+      f"{speed['pixel_transformer_images_per_s']:.0f}/s ({speed['speedup']:.1f}x). Wall time: "
+      f"{wall:.0f} s.")
   return rows
 
 

@@ -2,7 +2,6 @@
 score_y(x) image by image, the images start where the config says, and ascent raises the
 score."""
 
-import importlib.util
 from pathlib import Path
 
 import jax
@@ -20,10 +19,7 @@ BATCH = {"image": np.zeros((32, 8, 8, 1), np.float32), "label": np.zeros((32,), 
 
 
 def config_of(name: str, arg: str = "tiny"):
-  spec = importlib.util.spec_from_file_location(name, CONFIGS / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_lib.load_file(f"{CONFIGS / name}.py:{arg}")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 features, optimising the style term alone from noise lowers it by a large factor (Adam and
 L-BFGS), and VGG-19 weights come from a user's file or are refused with where to get them."""
 
-import importlib.util
 from pathlib import Path
 
 import jax
@@ -19,10 +18,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "experiments/configs"
 
 
 def config_of(arg: str = "tiny", **model):
-  spec = importlib.util.spec_from_file_location("style", CONFIGS / "style_transfer.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg)
+  config = config_lib.load_file(f"{CONFIGS / 'style_transfer.py'}:{arg}")
   config.model.update(**model)
   return config
 

@@ -3,7 +3,6 @@ decode to its reconstructions, and the prior over a frozen tokenizer's codes is 
 RQ order, samples the same with and without its cache, and decodes its codes with the
 tokenizer."""
 
-import importlib.util
 from pathlib import Path
 
 import jax
@@ -19,10 +18,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "experiments/configs"
 
 
 def config_of(name: str, arg: str = "tiny"):
-  spec = importlib.util.spec_from_file_location(name, CONFIGS / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_lib.load_file(f"{CONFIGS / name}.py:{arg}")
 
 
 @pytest.fixture(scope="module")
