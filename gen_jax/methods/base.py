@@ -14,6 +14,7 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 
+from gen_jax.errors import SettingError
 from gen_jax.types import Array, Batch, LossFn, PRNGKey, Variables
 
 
@@ -143,3 +144,17 @@ class Method(Protocol):
   # Figures beyond the samples are drawn by the `viz` package, from arrays that a method computes
   # with pure functions of its own (the GAN's `gan_lab`, whose frames
   # `viz/gan_plots.py`'s `make_plot_fn` draws for the loop in 2-D runs).
+
+
+def frozen_run(frozen: Mapping[str, Any], name: str, method: str) -> Any:
+  """The frozen part `name` (a `gen_jax.train.setup.FrozenPart`), which must be a run of
+  `method`.
+
+  Raises:
+    SettingError: `config.frozen.<name>` names a run of another method.
+  """
+  part = frozen[name]
+  if part.config.method != method:
+    raise SettingError(f"config.frozen.{name} = {part.workdir!r} is a {part.config.method!r} "
+                       f"run: name the workdir of a trained {method} run.")
+  return part

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gen_jax.errors import SettingError
-from gen_jax.methods.base import DataSpec, Player
+from gen_jax.methods.base import DataSpec, Player, frozen_run
 from gen_jax.types import Array, Batch, PRNGKey, Variables
 
 PLAYER = "image"
@@ -181,11 +181,7 @@ def from_config(config: ml_collections.ConfigDict, spec: DataSpec,
                 frozen: Mapping[str, Any]) -> ClassAscent:
   """Ascent of `config.model` on the frozen `classifier` (a `classifier` run)."""
   m = config.model
-  part = frozen["classifier"]
-  if part.config.method != "classifier":
-    raise SettingError(f"config.frozen.classifier = {part.workdir!r} is a "
-                       f"{part.config.method!r} run: name the workdir of a trained classifier "
-                       "run.")
+  part = frozen_run(frozen, "classifier", "classifier")
   num_classes = part.config.model.num_classes
   if not -1 <= m.target_class < num_classes:
     raise SettingError(f"model.target_class={m.target_class}: use -1 (every class in turn) or a "

@@ -29,7 +29,7 @@ from gen_jax import pixels
 from gen_jax.conditioning import Conditioning
 from gen_jax.errors import SettingError
 from gen_jax.methods import autoregressive_image as ar
-from gen_jax.methods.base import DataSpec, Player
+from gen_jax.methods.base import DataSpec, Player, frozen_run
 from gen_jax.types import Array, Batch, PRNGKey, Variables
 
 PLAYER = "model"
@@ -138,10 +138,7 @@ def from_config(config: ml_collections.ConfigDict, spec: DataSpec,
                 frozen: Mapping[str, Any]) -> CodePrior:
   """The prior of `config.model` over the codes of the frozen `tokenizer` (a `vqvae` run)."""
   m = config.model
-  part = frozen["tokenizer"]
-  if part.config.method != "vqvae":
-    raise SettingError(f"config.frozen.tokenizer = {part.workdir!r} is a {part.config.method!r} "
-                     f"run: name the workdir of a trained vqvae run.")
+  part = frozen_run(frozen, "tokenizer", "vqvae")
   image_shape = spec.shape(m.image_key, what="model.image_key")
   trained_on = part.spec.shape(part.config.model.image_key)
   if tuple(image_shape) != tuple(trained_on):
