@@ -9,13 +9,13 @@
         --temperature 0.9
 
 Token models print their continuations. Other samples are written to WORKDIR/generated/ (or
---out) as `<name>_step<step>_seed<seed>_num<num>.png`, never over the run's own `samples/` files,
-and their paths are printed. Every input is checked before the state is loaded or anything is
-compiled; a bad one is refused with one line that says what to change. Uses the EMA parameters
-when the run kept them. For other models, --temperature, --top_k, --top_p and --guidance_scale
-set the run's `model.<flag>` for these samples, where its method reads that key (its module's
-`SAMPLING_KEYS`: the autoregressive image models and the code prior read all four, diffusion
-reads guidance_scale).
+--out) as `<name>_step<step>_seed<seed>_num<num>[_<flag><value>...].png` (the sampling flags
+given), never over the run's own `samples/` files, and their paths are printed. Every input is
+checked before the state is loaded or anything is compiled; a bad one is refused with one line
+that says what to change. Uses the EMA parameters when the run kept them. For other models,
+--temperature, --top_k, --top_p and --guidance_scale set the run's `model.<flag>` for these
+samples, where its method reads that key (its module's `SAMPLING_KEYS`: the autoregressive image
+models and the code prior read all four, diffusion reads guidance_scale).
 """
 
 import math
@@ -231,12 +231,15 @@ def with_sampling_flags(setup: setup_lib.Setup):
 
 def write_samples(samples, out_dir: Path, step: int) -> list[Path]:
   """Images [n, h, w, c] as a PNG grid, 2-D points [n, 2] as a scatter PNG, others as .npy,
-  named by step, seed and number, so that no run's own sample file is overwritten."""
+  named by step, seed, number and the sampling flags given, so that no run's own sample file,
+  and no file of other settings, is overwritten."""
   items = samples.items() if isinstance(samples, dict) else [("samples", samples)]
   written = []
   for name, value in items:
     value = np.asarray(value)
-    stem = out_dir / f"{name}_step{step}_seed{_SEED.value}_num{_NUM.value}"
+    settings = "".join(f"_{flag}{FLAGS[flag].value:g}" for flag in SAMPLING_FLAGS
+                       if _given(flag))
+    stem = out_dir / f"{name}_step{step}_seed{_SEED.value}_num{_NUM.value}{settings}"
     if value.ndim == 4:
       written.append(grids.save_image_grid(value, stem.with_suffix(".png")))
     elif value.ndim == 2 and value.shape[1] == 2 and value.dtype.kind == "f":

@@ -4,11 +4,12 @@
         [--size 256] [--steps 300] [--weights vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5]
 
 Each file is centre-cropped to a square and resized to --size (Pillow, LANCZOS), then the
-`style_transfer` method of experiments/configs/style_transfer.py (--config_arg selects a
-variant, e.g. `lbfgs`) optimises the image with the setup's jitted train step. Writes
-`progress_<step>.png` (content, style, current image) every --every steps and `stylised.png`
-(the result alone) under --out, and prints their paths. Without --content / --style it uses the
-bundled scikit-learn photographs; without --weights the features are VGG-19's with random
+`style_transfer` method of experiments/configs/style_transfer.py (--config_arg selects its
+optimisation variants: `lbfgs`, `noise`, `vgg`) optimises the image with the setup's jitted
+train step. Writes `progress_<step>.png` (content, style, current image) every --every steps
+and `stylised.png` (the result alone) under --out, and prints their paths. Without --content /
+--style it uses the bundled scikit-learn photographs; without --weights (or `vgg`, which reads
+runs/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5) the features are VGG-19's with random
 weights (not ImageNet features). Training runs with checkpoints and TensorBoard are
 experiments/main.py's, on a dataset.
 """
@@ -28,8 +29,7 @@ from gen_jax.train import config as config_lib
 from gen_jax.train import setup as setup_lib
 from gen_jax.viz import grids
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
-import common  # pylint: disable=wrong-import-position
+CONFIG = Path(__file__).resolve().parent / "configs" / "style_transfer.py"
 
 _CONTENT = flags.DEFINE_string("content", "", "Content image file (default: sklearn's china).")
 _STYLE = flags.DEFINE_string("style", "", "Style image file (default: sklearn's flower).")
@@ -38,7 +38,11 @@ _SIZE = flags.DEFINE_integer("size", 128, "Side of the square images, in pixels.
 _STEPS = flags.DEFINE_integer("steps", 300, "Optimisation steps.")
 _EVERY = flags.DEFINE_integer("every", 50, "Steps between progress images.")
 _WEIGHTS = flags.DEFINE_string("weights", "", "VGG-19 weights (.h5 Keras or .npz).")
-_CONFIG_ARG = flags.DEFINE_string("config_arg", "", "Variant of style_transfer.py, e.g. lbfgs.")
+_CONFIG_ARG = flags.DEFINE_string(
+    "config_arg", "", "Variants of style_transfer.py that set the optimisation: a comma-separated "
+    "combination of lbfgs, noise and vgg (the size is --size).")
+# The config variants this script takes: the others set the data, which are the files here.
+VARIANTS = ("lbfgs", "noise", "vgg")
 
 
 def read_image(path: str, default: str, size: int) -> np.ndarray:
@@ -64,11 +68,17 @@ def main(argv):
   for name, flag, low in (("size", _SIZE, 32), ("steps", _STEPS, 1), ("every", _EVERY, 1)):
     if flag.value < low:
       sys.exit(f"stylise.py: --{name} must be at least {low}, got {flag.value}.")
+  unknown = set(filter(None, _CONFIG_ARG.value.split(","))) - set(VARIANTS)
+  if unknown:
+    sys.exit(f"stylise.py: --config_arg {_CONFIG_ARG.value!r}: {', '.join(sorted(unknown))} is "
+             f"not one of {', '.join(VARIANTS)} (the size is --size, the images the files).")
   images = np.stack([read_image(_CONTENT.value, "china.jpg", _SIZE.value),
                      read_image(_STYLE.value, "flower.jpg", _SIZE.value)])
   batch = {"image": images.astype(np.float32) / 127.5 - 1.0, "label": np.array([0, 1], np.int32)}
-  config = common.load_config("style_transfer:" + _CONFIG_ARG.value)
-  config.model.update(weights=_WEIGHTS.value, content_label=0, style_label=1)
+  config = config_lib.load_file(f"{CONFIG}:{_CONFIG_ARG.value}")
+  config.model.update(content_label=0, style_label=1)
+  if _WEIGHTS.value:
+    config.model.weights = _WEIGHTS.value
   config.train.num_steps = _STEPS.value
   spec = DataSpec(features={"image": Feature((_SIZE.value, _SIZE.value, 3), "uint8"),
                             "label": Feature((), "int32")}, num_levels=256, num_classes=2,

@@ -172,8 +172,8 @@ def test_sampling_flags_set_the_image_models_sampling_keys(sample_module, pixel_
     assert run(sample_module, f"--workdir={pixel_workdir}", "--temperature=0", "--top_k=2",
                f"--seed={seed}", "--num=3") is None
   out = capsys.readouterr().out.splitlines()
-  assert [Path(p).name for p in out] == ["samples_step4_seed1_num3.png",
-                                         "samples_step4_seed2_num3.png"]
+  assert [Path(p).name for p in out] == ["samples_step4_seed1_num3_temperature0_top_k2.png",
+                                         "samples_step4_seed2_num3_temperature0_top_k2.png"]
   assert Path(out[0]).read_bytes() == Path(out[1]).read_bytes()
   # This run was trained without label dropout: guidance is refused before anything loads.
   got = refuse(sample_module, monkeypatch, f"--workdir={pixel_workdir}", "--guidance_scale=2")

@@ -395,8 +395,9 @@ def class_conditioning(m: ml_collections.ConfigDict, spec: DataSpec) -> Conditio
   if m.guidance_scale != 1.0 and (not m.label_key or m.label_dropout == 0):
     raise SettingError(
         f"model.guidance_scale={m.guidance_scale} needs a class-conditional model trained with "
-        f"model.label_dropout > 0 (now label_key={m.label_key!r}, label_dropout="
-        f"{m.label_dropout}): set model.guidance_scale=1, or train with label_dropout=0.1.")
+        f"model.label_dropout > 0 (this one has label_key={m.label_key!r}, label_dropout="
+        f"{m.label_dropout}): sample with guidance_scale 1, or train a model with label_key, "
+        f"num_classes and label_dropout=0.1.")
   if not m.label_key:
     if m.label_dropout:
       raise SettingError(f"model.label_dropout={m.label_dropout} drops labels of an "

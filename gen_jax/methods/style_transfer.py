@@ -174,7 +174,8 @@ def from_config(config: ml_collections.ConfigDict, spec: DataSpec) -> StyleTrans
   """Style transfer of `config.model` on the images `spec` describes.
 
   Raises:
-    SettingError: images that are not RGB [h, w, 3].
+    SettingError: images that are not RGB [h, w, 3], or a content or style label the data do
+      not have.
     FileNotFoundError, ValueError: `model.weights` names a missing or malformed file
       (`gen_jax.nn.vgg`).
   """
@@ -185,6 +186,10 @@ def from_config(config: ml_collections.ConfigDict, spec: DataSpec) -> StyleTrans
     raise SettingError(f"Style transfer reads RGB images [h, w, 3]; the data's {m.image_key!r} "
                        f"entries are {shape}: use colour images (e.g. data.name="
                        "'sample_images/128').")
+  for key in ("content_label", "style_label"):
+    if spec.num_classes is not None and m[key] >= spec.num_classes:
+      raise SettingError(f"model.{key}={m[key]}: the data {spec.name} have labels 0 .. "
+                         f"{spec.num_classes - 1}; pick the image by one of them.")
   network = vgg.VGG19(pooling=m.pooling)
   layers = tuple(dict.fromkeys((m.content_layer, *m.style_layers)))
   if m.weights:

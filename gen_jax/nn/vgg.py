@@ -31,6 +31,7 @@ References:
 """
 
 import os
+import zipfile
 from typing import Callable, Mapping, Sequence
 
 import flax.linen as nn
@@ -265,15 +266,18 @@ def load_keras_h5(path: str) -> Params:
   Raises:
     FileNotFoundError: no file at `path`; the message gives `KERAS_WEIGHTS_URL` and the
       `model.weights` setting.
-    ValueError: a convolution's group is missing or empty, does not hold exactly one 4-D and
-      one 1-D dataset, or holds arrays of the wrong shape; the message names the layer and the
-      expected and found shapes.
+    ValueError: not an HDF5 file, or a convolution's group is missing or empty, does not hold
+      exactly one 4-D and one 1-D dataset, or holds arrays of the wrong shape; the message
+      names the layer and the expected and found shapes.
     ImportError: h5py is not installed.
   """
   if not os.path.isfile(path):
     raise _missing_file_error(path)
   import h5py  # pylint: disable=g-import-not-at-top  (only this loader needs h5py)
 
+  if not h5py.is_hdf5(path):
+    raise SettingError(f"{path} is not an HDF5 file: pass the Keras weights file "
+                       f"{KERAS_WEIGHTS_FILE} (or an .npz written by save_npz).")
   arrays = {}
   with h5py.File(path, "r") as f:
     for name in CONV_LAYERS:
@@ -316,11 +320,14 @@ def load_npz(path: str) -> Params:
 
   Raises:
     FileNotFoundError: no file at `path` (the message says where to get the Keras file).
-    ValueError: a layer's kernel or bias is missing or misshapen; the message names the layer
-      and the expected and found shapes.
+    ValueError: not an .npz archive, or a layer's kernel or bias is missing or misshapen; the
+      message names the layer and the expected and found shapes.
   """
   if not os.path.isfile(path):
     raise _missing_file_error(path)
+  if not zipfile.is_zipfile(path):
+    raise SettingError(f"{path} is not an .npz archive: pass an .npz written by save_npz, or "
+                       f"the Keras weights file {KERAS_WEIGHTS_FILE} (.h5).")
   arrays: dict[str, dict[str, np.ndarray]] = {}
   with np.load(path) as f:
     for key in f.files:

@@ -83,7 +83,9 @@ def _check_weights(name: str, weights: Any, *, per_row: bool = True) -> None:
     row = tuple(int(i) for i in np.argwhere(~positive)[0])
     which = f"{name}[{', '.join(map(str, row))}]" if per_row and value.ndim > 1 else name
     raise ValueError(f"{which} is all zeros: every distribution needs a positive weight.")
-  dtype = jnp.promote_types(value.dtype, jnp.float32)
+  # The dtype JAX computes in: a Python list arrives here as float64, but is float32 in JAX
+  # unless x64 is enabled.
+  dtype = jax.dtypes.canonicalize_dtype(jnp.promote_types(value.dtype, jnp.float32))
   total = value.astype(np.float64).sum(axis=-1 if per_row else None)
   if (total > float(jnp.finfo(dtype).max)).any():
     raise ValueError(f"{name} sums to more than the largest {jnp.dtype(dtype).name} "

@@ -102,7 +102,11 @@ def test_weights_come_from_a_file_or_are_refused_with_where_to_get_them(tmp_path
     setup_lib.build_method(config)
 
 
-def test_grey_images_are_refused():
+def test_grey_images_and_labels_the_data_lack_are_refused():
+  config = config_of(style_label=7)
+  with pytest.raises(ValueError, match="model.style_label=7: the data sample_images/64 have "
+                                       "labels 0 .. 1"):
+    setup_lib.make_setup(config_lib.resolve(config))
   config = config_of()
   config.data.update(name="digits", batch_size=4)
   with pytest.raises(ValueError, match="reads RGB images"):

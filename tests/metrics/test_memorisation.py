@@ -101,6 +101,19 @@ def test_fresh_draws_are_not_flagged_and_copy_fraction_is_near_q():
   assert report.copy_fraction <= report.flag_factor * q
 
 
+def test_a_test_set_that_overlaps_training_makes_the_threshold_zero_as_documented():
+  # Half the test examples are training examples: the 1% quantile of their distances is 0, and
+  # no distance is strictly below 0, so even exact copies are not counted (the docstring's
+  # warning); a strict "<" is the definition.
+  rng = np.random.default_rng(5)
+  train = rng.normal(size=(200, 4))
+  test = np.concatenate([train[:100], rng.normal(size=(100, 4))])
+  report = memorisation_report(samples=train[:50], train=train, test=test)
+  assert report.threshold == 0.0
+  assert report.copy_fraction == 0.0 and not report.flagged
+  np.testing.assert_array_equal(report.sample_distances, 0.0)
+
+
 def test_nearest_pairs_are_the_closest_samples_in_order():
   rng = np.random.default_rng(4)
   train, samples = rng.normal(size=(60, 5)), rng.normal(size=(40, 5))

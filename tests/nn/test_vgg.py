@@ -229,6 +229,14 @@ def test_bad_weight_files_are_refused_with_the_layer_and_shapes(params, tmp_path
                    "block1_conv1/bias": np.zeros(65, np.float32)})
   with pytest.raises(ValueError, match=r"'block1_conv1' bias has shape \(65,\), expected \(64,\)"):
     vgg.load_npz(path)
+  # Files of another format: an image named .h5, and one read as .npz.
+  image = tmp_path / "photo.png"
+  image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+  (tmp_path / "photo.h5").write_bytes(image.read_bytes())
+  with pytest.raises(ValueError, match="photo.h5 is not an HDF5 file: pass the Keras weights"):
+    vgg.load_keras_h5(str(tmp_path / "photo.h5"))
+  with pytest.raises(ValueError, match="photo.png is not an .npz archive"):
+    vgg.load_params(str(image))
 
 
 @pytest.mark.parametrize("loader", [vgg.load_keras_h5, vgg.load_npz, vgg.load_params])

@@ -326,6 +326,8 @@ E3 = np.array([0.0, 1.0, 2.0, 3.0])
     (lambda: d.sample_discrete(RNG, np.zeros((2, 0))), r"at least one bin"),
     (lambda: d.sample_discrete(RNG, np.float32([3e38, 3e38])),
      r"probs sums to more than the largest float32 .*: divide the weights"),
+    (lambda: d.sample_discrete(RNG, [1e38] * 4),  # a list: float64 here, float32 in JAX
+     r"probs sums to more than the largest float32 .*: divide the weights"),
     (lambda: d.discrete_inverse_cdf(1.5, [0.5, 0.5]), r"u must be in \[0, 1\], got 1.5"),
     (lambda: d.sample_logits(RNG, [np.nan, 0.0]), r"logits must be a number, not NaN"),
     (lambda: d.sample_logits(RNG, [np.inf, 0.0]), r"logits must be < \+inf, .*one-hot"),
