@@ -65,7 +65,15 @@ class Classifier:
     return self.network.apply({"params": params}, images)
 
   def attack(self, params, batch: Batch, rng: PRNGKey) -> jax.Array:
-    """The PGD examples [batch, h, w, c] of the batch's images against `params`, held fixed."""
+    """The PGD examples [batch, h, w, c] of the batch's images against `params`, held fixed.
+
+    Raises:
+      SettingError: integer images (the attack works in [-1, 1]).
+    """
+    if not jnp.issubdtype(batch["image"].dtype, jnp.floating):
+      raise SettingError(f"Adversarial training attacks images in [-1, 1], but the batch's "
+                         f"images are {batch['image'].dtype} grey levels: add 'scale_to_unit' "
+                         "to data.preprocess.")
     params = jax.lax.stop_gradient(params)
     return attacks.pgd(lambda x: self.logits(params, x), batch["image"], batch["label"], rng,
                        **self.adversarial)

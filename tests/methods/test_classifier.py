@@ -50,6 +50,10 @@ def test_plain_training_has_no_attack_and_bad_norms_are_refused():
       {"params": {"classifier": make().init(jax.random.PRNGKey(0), {"image": jnp.zeros(
           (2, 8, 8, 1))})["params"]["classifier"]}},
       {"image": jnp.zeros((2, 8, 8, 1)), "label": jnp.zeros((2,), jnp.int32)}, None)
+  method = make(adversarial_epsilon=0.1)
+  grey_levels = {"image": jnp.zeros((2, 8, 8, 1), jnp.uint8), "label": jnp.zeros((2,), jnp.int32)}
+  with pytest.raises(ValueError, match="add 'scale_to_unit' to data.preprocess"):
+    method.attack(None, grey_levels, jax.random.PRNGKey(0))
   config = config_lib.defaults("classifier")
   config.model.update(adversarial_epsilon=0.1, adversarial_norm="l1")
   with pytest.raises(ValueError, match="adversarial_norm"):
