@@ -49,6 +49,8 @@ VARIANTS = {
     "code_prior_digits": ("conditional", "conditional,tiny"),
     "vqvae_mnist": ("rq4", "rq4,tiny"),
     "code_prior_mnist": ("conditional", "conditional,tiny"),
+    "vqvae_cifar10": ("vq", "vq,tiny"),
+    "code_prior_cifar10": ("conditional", "conditional,tiny"),
     "class_ascent_digits": ("data", "data,tiny"),
     "classifier_digits": ("adversarial", "adversarial,tiny"),
     "style_transfer": ("lbfgs", "noise", "256", "vgg", "lbfgs,tiny"),
