@@ -180,9 +180,10 @@ def check_for_model(config, method, prompt: str | None) -> tuple[int, ...] | Non
   if outside:
     raise Refusal(f"--prompt gives the token ids {outside}, outside the model's vocabulary of "
                   f"{vocab}: change the prompt.")
-  if len(ids) + _LENGTH.value > max_len:
-    raise Refusal(f"{source} ({len(ids)} tokens) plus --length {_LENGTH.value} exceeds the "
-                  f"model's max_len={max_len}: shorten one.")
+  if len(ids) + _LENGTH.value - 1 > max_len:  # the last new token is not fed back
+    raise Refusal(f"{source} ({len(ids)} tokens) plus --length {_LENGTH.value} needs "
+                  f"{len(ids) + _LENGTH.value - 1} positions, which exceeds the model's "
+                  f"max_len={max_len}: shorten one.")
   return ids
 
 

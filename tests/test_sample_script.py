@@ -36,13 +36,14 @@ def _config(name: str, arg: str = "tiny"):
 @pytest.fixture(scope="module")
 def sample_module():
   """experiments/sample.py imported once; its flags are removed again afterwards."""
-  before = set(flags.FLAGS)
   spec = importlib.util.spec_from_file_location("sample_script", SCRIPT)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   yield module
-  for name in set(flags.FLAGS) - before:
-    delattr(flags.FLAGS, name)
+  # Only the script's own flags: libraries it imported (grain) keep theirs, which their
+  # modules, already imported, would not define again.
+  for flag in flags.FLAGS.flags_by_module_dict().get("sample_script", []):
+    delattr(flags.FLAGS, flag.name)
 
 
 @pytest.fixture(scope="module")
@@ -189,14 +190,15 @@ def test_out_on_a_token_run_is_refused(sample_module, lm_workdir, monkeypatch):
 
 
 def test_prompt_that_does_not_fit_the_model_is_refused(sample_module, lm_workdir, monkeypatch):
-  # lm_python:tiny has max_len 32: its prompt "def " (4 bytes) + 29 tokens is one too many.
-  got = refuse(sample_module, monkeypatch, f"--workdir={lm_workdir}", "--length=29")
-  assert got == ("sample.py: The run's model.sample_prompt (4 tokens) plus --length 29 exceeds "
-                 "the model's max_len=32: shorten one.")
+  # lm_python:tiny has max_len 32, and P prompt tokens plus N new ones feed P + N - 1: its
+  # prompt "def " (4 bytes) + 30 tokens is one too many.
+  got = refuse(sample_module, monkeypatch, f"--workdir={lm_workdir}", "--length=30")
+  assert got == ("sample.py: The run's model.sample_prompt (4 tokens) plus --length 30 needs 33 "
+                 "positions, which exceeds the model's max_len=32: shorten one.")
   got = refuse(sample_module, monkeypatch, f"--workdir={lm_workdir}", "--prompt=import",
                "--length=28")
-  assert got == ("sample.py: --prompt (6 tokens) plus --length 28 exceeds the model's "
-                 "max_len=32: shorten one.")
+  assert got == ("sample.py: --prompt (6 tokens) plus --length 28 needs 33 positions, which "
+                 "exceeds the model's max_len=32: shorten one.")
   got = refuse(sample_module, monkeypatch, f"--workdir={lm_workdir}", "--prompt=")
   assert got == "sample.py: --prompt is empty: decoding continues at least one token."
 
@@ -234,8 +236,8 @@ def test_utf8_prompt_arrives_whole_in_a_c_locale(lm_workdir):
                                             "PYTHONCOERCECLOCALE": "0"})
   assert out.returncode == 1
   assert out.stderr.decode() == (
-      "sample.py: --prompt (5 tokens) plus --length 40 exceeds the model's max_len=32: "
-      "shorten one.\n")
+      "sample.py: --prompt (5 tokens) plus --length 40 needs 44 positions, which exceeds the "
+      "model's max_len=32: shorten one.\n")
 
 
 def test_points_are_written_apart_from_the_run_samples(sample_module, points_workdir, capsys):

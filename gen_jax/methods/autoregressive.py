@@ -258,9 +258,11 @@ class Autoregressive:
 
   def _decoding_inputs(self, variables: Variables, prompt: jax.Array, max_new_tokens: int):
     """`tokens_to_logits` of the network and its empty cache for `prompt`'s batch."""
-    if prompt.shape[1] + max_new_tokens > self.network.max_len:
+    # The last new token is never fed back: P + N - 1 positions of the cache are used.
+    if prompt.shape[1] + max_new_tokens - 1 > self.network.max_len:
       raise ValueError(f"A prompt of {prompt.shape[1]} tokens plus {max_new_tokens} new tokens "
-                       f"exceeds the model's max_len={self.network.max_len}: shorten one.")
+                       f"needs {prompt.shape[1] + max_new_tokens - 1} positions, which exceeds "
+                       f"the model's max_len={self.network.max_len}: shorten one.")
     tokens_to_logits = decoding.make_tokens_to_logits(self.network, variables["params"][PLAYER])
     return tokens_to_logits, decoding.init_cache(self.network, prompt.shape[0])
 
@@ -285,9 +287,10 @@ def _sample_prompt(m: ml_collections.ConfigDict, codec: Codec) -> tuple[int, ...
     raise ValueError(f"model.sample_prompt={m.sample_prompt!r} gives the ids {outside} under "
                      f"the {m.codec!r} codec, outside the vocabulary of model.vocab_size="
                      f"{m.vocab_size}: change the prompt or the codec.")
-  if len(prompt) + m.sample_length > m.max_len:
+  if len(prompt) + m.sample_length - 1 > m.max_len:  # the last token is not fed back
     raise ValueError(f"model.sample_prompt ({len(prompt)} tokens) plus model.sample_length="
-                     f"{m.sample_length} exceeds model.max_len={m.max_len}: shorten one.")
+                     f"{m.sample_length} needs {len(prompt) + m.sample_length - 1} positions, "
+                     f"which exceeds model.max_len={m.max_len}: shorten one.")
   return prompt
 
 

@@ -153,6 +153,13 @@ def _check_sampling(temperature: Any, top_k: Any, top_p: Any) -> None:
   _check("top_p", top_p, lambda p: (p > 0) & (p <= 1), "in (0, 1] (1 keeps every token)")
 
 
+def _check_prompt(prompt: Array) -> None:
+  if prompt.ndim != 2 or prompt.shape[1] < 1:
+    raise ValueError(f"prompt must be token ids [batch, prompt_len] with prompt_len >= 1, got "
+                     f"shape {prompt.shape}: decoding continues at least one token (start an "
+                     "unconditioned sequence with a start or newline token).")
+
+
 def _check_eos(eos_id: int | None, vocab: int) -> None:
   if eos_id is not None and not 0 <= eos_id < vocab:
     raise ValueError(f"eos_id={eos_id} is outside the vocabulary [0, {vocab}) of the logits: "
@@ -257,6 +264,7 @@ def _decode(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any,
   """The loop shared by greedy and sampling; `choose_fn(logits [batch, vocab], step) -> [batch]`."""
   if max_new_tokens < 1:
     raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
+  _check_prompt(prompt)
   batch = prompt.shape[0]
   logits, cache = tokens_to_logits(prompt, cache)  # [batch, prompt_len, vocab]
   _check_eos(eos_id, logits.shape[-1])
@@ -310,7 +318,7 @@ def greedy(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, *, max_n
     `DecodeOutput` with `sequences [batch, max_new_tokens]`.
 
   Raises:
-    ValueError: `eos_id` outside the vocabulary of the logits.
+    ValueError: `eos_id` outside the vocabulary of the logits, or an empty prompt.
   """
   choose_fn = lambda logits, step: jnp.argmax(logits, axis=-1)
   return _decode(tokens_to_logits, prompt, cache, choose_fn, max_new_tokens, eos_id, pad_id)
@@ -345,8 +353,8 @@ def sample(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, rng: Arr
     `DecodeOutput`; `log_probs` are under the unfiltered model distribution.
 
   Raises:
-    ValueError: a concrete setting outside its range (NaN included), or `eos_id` outside the
-      vocabulary of the logits.
+    ValueError: a concrete setting outside its range (NaN included), `eos_id` outside the
+      vocabulary of the logits, or an empty prompt.
   """
   _check_sampling(temperature, top_k, top_p)
   batch = prompt.shape[0]
@@ -463,7 +471,7 @@ def beam_search(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, *, 
 
   Raises:
     ValueError: `beam_size`, `num_return` or `max_new_tokens` below 1, a concrete non-finite
-      `length_penalty`, or `eos_id` outside the vocabulary of the logits.
+      `length_penalty`, `eos_id` outside the vocabulary of the logits, or an empty prompt.
   """
   if beam_size < 1:
     raise ValueError(f"beam_size must be >= 1, got {beam_size}.")
@@ -473,6 +481,7 @@ def beam_search(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, *, 
     raise ValueError(f"num_return must be in [1, beam_size={beam_size}], got {num_return}.")
   if max_new_tokens < 1:
     raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
+  _check_prompt(prompt)
   batch = prompt.shape[0]
   alpha = jnp.asarray(length_penalty, jnp.float32)
 

@@ -86,12 +86,16 @@ def test_load_checkpoint_restores_the_final_state(trained):
   np.testing.assert_array_equal(np.asarray(tokens)[:, :4], [list(b"def ")] * 3)
 
 
-def test_prompt_longer_than_the_context_is_refused(trained):
+def test_prompt_and_new_tokens_beyond_the_cache_are_refused_and_the_bound_is_exact(trained):
+  # P prompt tokens and N new ones feed P + N - 1 tokens to the cache (the last is not fed).
   workdir, _ = trained
   _, method, state = load_checkpoint(workdir)
   prompt = np.zeros((1, method.network.max_len), np.int32)
-  with pytest.raises(ValueError, match="exceeds the model's max_len"):
-    method.generate(state.variables(), jax.random.PRNGKey(0), prompt, max_new_tokens=1)
+  with pytest.raises(ValueError, match="needs 33 positions, which exceeds the model's "
+                                       "max_len=32"):
+    method.generate(state.variables(), jax.random.PRNGKey(0), prompt, max_new_tokens=2)
+  out = method.generate(state.variables(), jax.random.PRNGKey(0), prompt, max_new_tokens=1)
+  assert out.shape == (1, 1)
 
 
 @pytest.mark.parametrize("decode", ["beam", "sample", "greedy"])
@@ -215,7 +219,8 @@ def test_identity_codec_reads_and_writes_ids():
     (dict(codec="identity", sample_prompt=" "), "gives no token ids"),
     (dict(vocab_size=100, sample_prompt="def "), r"ids \[100, 101, 102\] .*model.vocab_size=100"),
     (dict(codec="identity", vocab_size=16, sample_prompt="3 16 99"), r"ids \[16, 99\]"),
-    (dict(sample_length=29), r"plus model.sample_length=29 exceeds model.max_len=32"),
+    (dict(sample_length=30), r"plus model.sample_length=30 needs 33 positions, which exceeds "
+                             r"model.max_len=32"),
 ])
 def test_a_prompt_the_model_cannot_decode_is_refused_by_from_config(settings, message):
   # Refused when the method is built, not when the loop first samples at the end of a run.

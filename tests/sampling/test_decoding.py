@@ -545,6 +545,18 @@ def test_beam_search_refuses_invalid_beam_size_and_length_penalty():
                          length_penalty=float("nan"))
 
 
+def test_an_empty_prompt_is_refused_by_every_decoder():
+  stub = constant_logits_stub(np.zeros(3, np.float32))
+  empty = jnp.zeros((2, 0), jnp.int32)
+  message = r"prompt must be token ids \[batch, prompt_len\] with prompt_len >= 1, got shape"
+  with pytest.raises(ValueError, match=message):
+    decoding.greedy(stub, empty, empty_cache(2), max_new_tokens=2)
+  with pytest.raises(ValueError, match=message):
+    decoding.sample(stub, empty, empty_cache(2), jax.random.key(0), max_new_tokens=2)
+  with pytest.raises(ValueError, match=message):
+    decoding.beam_search(stub, empty, empty_cache(2), beam_size=2, max_new_tokens=2, eos_id=0)
+
+
 def test_settings_traced_under_jit_are_not_checked():
   # Traced values cannot be checked: a negative temperature is greedy, as temperature 0.
   stub = constant_logits_stub(np.array([[0.5, 2.0, 1.0], [3.0, 0.0, 1.0]], np.float32))
