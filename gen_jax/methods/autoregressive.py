@@ -232,19 +232,30 @@ class Autoregressive:
     sums, counts = self._token_losses(variables["params"][PLAYER], batch, rng=None, smoothing=0.0)
     return {"bits_per_token": (sums / math.log(2), counts)}
 
-  def generate(self, variables: Variables, rng: PRNGKey, prompt: jax.Array, *,
-               max_new_tokens: int, decoder: Decoder | None = None) -> jax.Array:
-    """Continuations of `prompt` [batch, prompt_len] int32 by `decoder` (default: the method's):
-    [batch, max_new_tokens] int32 token ids, the prompt excluded."""
-    tokens_to_logits, cache = self._decoding_inputs(variables, prompt, max_new_tokens)
+  def generate(self, variables: Variables, rng: PRNGKey, prompt, *, max_new_tokens: int,
+               decoder: Decoder | None = None) -> jax.Array:
+    """Continuations of `prompt` by `decoder` (default: the method's).
+
+    Args:
+      prompt: `[batch, prompt_len]` int32 token ids, or a list of `batch` prompts of different
+        lengths (each row then continues as its prompt alone: `decoding.left_pad`).
+
+    Returns:
+      `[batch, max_new_tokens]` int32 token ids, the prompt excluded.
+
+    Raises:
+      ValueError: as the decoders, e.g. a prompt plus new tokens beyond the model's `max_len`.
+    """
+    tokens_to_logits, prompt, cache = self._decoding_inputs(variables, prompt)
     decoder = self.decoder if decoder is None else decoder
     return decoder(tokens_to_logits, prompt, cache, rng, max_new_tokens=max_new_tokens)
 
-  def beam_search(self, variables: Variables, prompt: jax.Array, *, max_new_tokens: int,
+  def beam_search(self, variables: Variables, prompt, *, max_new_tokens: int,
                   beam_size: int, eos_id: int | None = None, length_penalty=0.0):
     """Every beam with its score (experiments/sample.py prints them all): the whole
-    `decoding.BeamSearchOutput`, where the `BeamSearch` decoder keeps the best sequence."""
-    tokens_to_logits, cache = self._decoding_inputs(variables, prompt, max_new_tokens)
+    `decoding.BeamSearchOutput`, where the `BeamSearch` decoder keeps the best sequence.
+    `prompt` as in `generate`."""
+    tokens_to_logits, prompt, cache = self._decoding_inputs(variables, prompt)
     return decoding.beam_search(tokens_to_logits, prompt, cache, beam_size=beam_size,
                                 max_new_tokens=max_new_tokens, eos_id=eos_id,
                                 length_penalty=length_penalty)
@@ -256,15 +267,15 @@ class Autoregressive:
     out = self.generate(variables, rng, prompt, max_new_tokens=self.sample_length)
     return jnp.concatenate([prompt, out], axis=1)
 
-  def _decoding_inputs(self, variables: Variables, prompt: jax.Array, max_new_tokens: int):
-    """`tokens_to_logits` of the network and its empty cache for `prompt`'s batch."""
-    # The last new token is never fed back: P + N - 1 positions of the cache are used.
-    if prompt.shape[1] + max_new_tokens - 1 > self.network.max_len:
-      raise ValueError(f"A prompt of {prompt.shape[1]} tokens plus {max_new_tokens} new tokens "
-                       f"needs {prompt.shape[1] + max_new_tokens - 1} positions, which exceeds "
-                       f"the model's max_len={self.network.max_len}: shorten one.")
+  def _decoding_inputs(self, variables: Variables, prompt):
+    """`tokens_to_logits` of the network (which carries its `max_len`, so the decoders refuse an
+    overflow), the prompt as one array, and the empty cache for it."""
+    padding = None
+    if isinstance(prompt, (list, tuple)):
+      prompt, padding = decoding.left_pad(prompt)
+    prompt = jnp.asarray(prompt, jnp.int32)
     tokens_to_logits = decoding.make_tokens_to_logits(self.network, variables["params"][PLAYER])
-    return tokens_to_logits, decoding.init_cache(self.network, prompt.shape[0])
+    return tokens_to_logits, prompt, decoding.init_cache(self.network, prompt.shape[0], padding)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,14 +18,18 @@ models that bring their own embedding and head.
 
 Decoding. `Transformer(...).init(rng, zeros([batch, max_len]), decode=True)["cache"]` creates the
 cache collection (the way flax's lm1b example does): per block `cached_key` / `cached_value`
-`[batch, max_len, heads, head_dim]` and one `cache_index` scalar for the whole stack.
-`gen_jax.sampling.decoding.init_cache` builds the same zeros without running the model. Then
+`[batch, max_len, heads, head_dim]`, one `cache_index` scalar for the whole stack and its
+`padding` `[batch]` int32, the number of left-padding slots of each row (0 at `init`).
+`gen_jax.sampling.decoding.init_cache` builds the same zeros without running the model, and sets
+`padding` for a batch of prompts of different lengths, left-padded to one width
+(`decoding.left_pad`): the padding slots are masked out of every query's view and each row's
+positions count from its first real token, so each row decodes as it would alone. Then
 `apply(..., tokens [batch, P], decode=True, mutable=["cache"])` writes the P new keys and values at
 `cache_index .. cache_index + P - 1`, lets every new token attend to the whole cache before it and
 causally among the new tokens, and advances `cache_index` by P: a prompt is prefilled in one call
-and each later call appends one token. Positions in decode mode come from `cache_index`. Writing
-past `max_len` is not checked under `jit` (XLA clamps the write): callers keep
-`prompt_length + new_tokens <= max_len`.
+and each later call appends one token. Positions in decode mode come from `cache_index` (minus
+the row's padding). Writing past `max_len` is not checked under `jit` (XLA clamps the write): the
+decoders of `gen_jax.sampling.decoding` check `prompt_length + new_tokens - 1 <= max_len`.
 
 References:
   Vaswani et al., "Attention is all you need", 2017 (attention, the transformer block).
@@ -345,6 +349,7 @@ class DecoderStack(nn.Module):
       # The first call (inside `init`) only creates the cache; it runs like a full pass.
       initialized = self.has_variable("cache", "cache_index")
       index = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
+      padding = self.variable("cache", "padding", lambda: jnp.zeros((batch,), jnp.int32))
       if initialized:
         cache_index = index.value
         index.value = cache_index + length
@@ -354,14 +359,18 @@ class DecoderStack(nn.Module):
 
     steps = jnp.arange(length, dtype=jnp.int32)
     if cache_index is None:
-      mask = steps[None, :] <= steps[:, None]  # [length, length]
-      default_ids = steps
+      mask = (steps[None, :] <= steps[:, None])[None, None]  # [1, 1, length, length]
+      default_ids = steps[None, :]  # [1, length]
     else:
-      default_ids = cache_index + steps
-      mask = jnp.arange(self.max_len, dtype=jnp.int32)[None, :] <= default_ids[:, None]
-    mask = mask[None, None]  # [1, 1, length, keys]
+      # Row b's first `padding[b]` slots hold left padding: no query sees them, and its
+      # positions count from its first real token.
+      slots = jnp.arange(self.max_len, dtype=jnp.int32)
+      pad = padding.value[:, None, None]  # [batch, 1, 1]
+      mask = (slots[None, :] <= (cache_index + steps)[:, None]) & (slots >= pad)
+      mask = mask[:, None]  # [batch, 1, length, keys]
+      default_ids = jnp.maximum(cache_index + steps - pad[:, 0], 0)  # [batch, length]
     if position_ids is None:
-      position_ids = default_ids[None, :]  # [1, length]
+      position_ids = default_ids
 
     rope = None
     if self.positions == "learned":

@@ -91,8 +91,9 @@ def test_prompt_and_new_tokens_beyond_the_cache_are_refused_and_the_bound_is_exa
   workdir, _ = trained
   _, method, state = load_checkpoint(workdir)
   prompt = np.zeros((1, method.network.max_len), np.int32)
-  with pytest.raises(ValueError, match="needs 33 positions, which exceeds the model's "
-                                       "max_len=32"):
+  with pytest.raises(ValueError, match="A prompt of 32 tokens and max_new_tokens=2 feed 33 "
+                                       "tokens to a cache of max_len=32: lower max_new_tokens "
+                                       "to 1"):
     method.generate(state.variables(), jax.random.PRNGKey(0), prompt, max_new_tokens=2)
   out = method.generate(state.variables(), jax.random.PRNGKey(0), prompt, max_new_tokens=1)
   assert out.shape == (1, 1)
@@ -258,3 +259,16 @@ def test_integer_codes_under_their_own_key_train_one_step_and_sample_ids_in_rang
   np.testing.assert_array_equal(counts, [8.0] * 4)
   with pytest.raises(KeyError, match="no 'codes'.*config.model.tokens_key"):
     method.init(jax.random.key(0), {"tokens": codes})
+
+
+@pytest.mark.parametrize("name", ["greedy", "sampling", "beam_search"])
+def test_generate_continues_prompts_of_different_lengths_each_as_alone(name):
+  decoder, _ = DECODERS[name]
+  method, variables = tiny_method()
+  prompts = [[100, 101, 102], [10], [32, 32]]
+  keys = jax.random.split(jax.random.key(5), len(prompts))
+  batch = method.generate(variables, keys, prompts, max_new_tokens=4, decoder=decoder)
+  for row, prompt in enumerate(prompts):
+    alone = method.generate(variables, keys[row:row + 1], jnp.asarray([prompt], jnp.int32),
+                            max_new_tokens=4, decoder=decoder)
+    np.testing.assert_array_equal(batch[row], alone[0])

@@ -566,3 +566,108 @@ def test_settings_traced_under_jit_are_not_checked():
                                                 top_p=p))
   np.testing.assert_array_equal(run(-1.0, 0, 1.0).sequences, [[1, 1, 1], [0, 0, 0]])
   np.testing.assert_array_equal(run(1.0, -2, 1.0).sequences.shape, (2, 3))
+
+
+def test_filter_keeps_the_tokens_of_a_sorting_oracle_on_tied_logits():
+  # The cut-offs are found by bisection over integer keys, never by a sort: a float64 oracle
+  # that sorts (stably, so ties go to the lower id) must keep the same tokens, row by row, for
+  # per-row settings, on logits with many ties.
+  rng = np.random.default_rng(0)
+  rows, vocab = 96, 50
+  logits = rng.integers(-3, 4, size=(rows, vocab)).astype(np.float32)
+  temperature = rng.choice([0.5, 1.0, 2.0], rows).astype(np.float32)
+  top_k = rng.choice([0, 1, 3, 7, 50, 60], rows).astype(np.int32)
+  top_p = np.where(rng.random(rows) < 0.3, 1.0, rng.uniform(0.05, 1.0, rows)).astype(np.float32)
+  kept = np.isfinite(np.asarray(decoding.filter_logits(
+      jnp.asarray(logits), temperature=temperature, top_k=top_k, top_p=top_p)))
+  for row in range(rows):
+    oracle = numpy_filtered_probs(logits[row].astype(np.float64), float(temperature[row]),
+                                  int(top_k[row]), float(top_p[row])) > 0
+    np.testing.assert_array_equal(kept[row], oracle, err_msg=f"row {row}")
+  assert 0 < kept.sum() < kept.size  # the settings do cut
+
+
+RAGGED_PROMPTS = [[5, 6], [1, 2, 3, 4, 7], [9]]
+
+
+def tiny_transformer(positions):
+  model = Transformer(vocab_size=11, num_layers=2, num_heads=2, d_model=16, d_ff=32, max_len=10,
+                      positions=positions)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 10), jnp.int32))["params"]
+  return model, decoding.make_tokens_to_logits(model, params)
+
+
+@pytest.mark.parametrize("positions", ["learned", "rope"])
+@pytest.mark.parametrize("decoder", ["greedy", "sample", "beam_search"])
+def test_each_row_of_a_ragged_batch_decodes_as_its_prompt_alone(positions, decoder):
+  # Left padding is hidden from every query and positions count from each row's first token,
+  # so a row of the batch sees exactly what its prompt alone sees: the same tokens and scores.
+  model, tokens_to_logits = tiny_transformer(positions)
+  keys = jax.random.split(jax.random.key(3), len(RAGGED_PROMPTS))
+  run = {
+      "greedy": lambda prompt, cache, keys: decoding.greedy(
+          tokens_to_logits, prompt, cache, max_new_tokens=5, eos_id=1),
+      "sample": lambda prompt, cache, keys: decoding.sample(
+          tokens_to_logits, prompt, cache, keys, max_new_tokens=5, temperature=1.5, top_k=6,
+          top_p=0.95, eos_id=1),
+      "beam_search": lambda prompt, cache, keys: decoding.beam_search(
+          tokens_to_logits, prompt, cache, beam_size=3, max_new_tokens=5, eos_id=1,
+          length_penalty=0.6),
+  }[decoder]
+  prompt, padding = decoding.left_pad(RAGGED_PROMPTS)
+  np.testing.assert_array_equal(padding, [3, 0, 4])
+  batch = run(jnp.asarray(prompt), decoding.init_cache(model, 3, padding), keys)
+  for row, alone_prompt in enumerate(RAGGED_PROMPTS):
+    alone = run(jnp.asarray([alone_prompt]), decoding.init_cache(model, 1), keys[row:row + 1])
+    np.testing.assert_array_equal(batch.sequences[row], alone.sequences[0])
+    scores = batch.scores if decoder == "beam_search" else batch.log_probs
+    alone_scores = alone.scores if decoder == "beam_search" else alone.log_probs
+    np.testing.assert_allclose(scores[row], alone_scores[0], rtol=1e-5, atol=1e-6)
+  # Without the padding in the cache, the padded rows see the pad tokens and change.
+  unpadded = run(jnp.asarray(prompt), decoding.init_cache(model, 3), keys)
+  assert not np.allclose(unpadded.log_probs if decoder != "beam_search" else unpadded.scores,
+                         batch.log_probs if decoder != "beam_search" else batch.scores)
+
+
+def test_sampling_with_one_key_uses_its_split_into_per_example_keys():
+  stub = make_stub(5, 0)
+  prompt = jnp.zeros((4, 1), jnp.int32)
+  sample = lambda rng: decoding.sample(stub, prompt, empty_cache(4), rng, max_new_tokens=4)
+  rng = jax.random.key(11)
+  np.testing.assert_array_equal(sample(rng).sequences,
+                                sample(jax.random.split(rng, 4)).sequences)
+  with pytest.raises(ValueError, match="rng holds 3 keys for a batch of 4"):
+    sample(jax.random.split(rng, 3))
+
+
+@pytest.mark.parametrize("decoder", ["greedy", "sample", "beam_search"])
+def test_raw_decoders_refuse_a_prompt_and_new_tokens_beyond_the_cache(decoder):
+  # max_len 10: a 4-token prompt takes 7 new tokens (4 + 7 - 1 = 10 tokens fed), not 8.
+  model, tokens_to_logits = tiny_transformer("rope")
+  run = {
+      "greedy": lambda n: decoding.greedy(tokens_to_logits, prompt, cache, max_new_tokens=n),
+      "sample": lambda n: decoding.sample(tokens_to_logits, prompt, cache, jax.random.key(0),
+                                          max_new_tokens=n),
+      "beam_search": lambda n: decoding.beam_search(tokens_to_logits, prompt, cache,
+                                                    beam_size=2, max_new_tokens=n, eos_id=1),
+  }[decoder]
+  prompt, cache = jnp.ones((2, 4), jnp.int32), decoding.init_cache(model, 2)
+  assert run(7).sequences.shape[-1] == 7
+  message = ("A prompt of 4 tokens and max_new_tokens=8 feed 11 tokens to a cache of max_len=10: "
+             "lower max_new_tokens to 7")
+  with pytest.raises(ValueError, match=message):
+    run(8)
+  with pytest.raises(ValueError, match=message):  # also when traced: shapes are static
+    jax.jit(lambda: run(8))()
+
+
+def test_left_pad_and_init_cache_refuse_what_they_cannot_pad():
+  model, _ = tiny_transformer("learned")
+  with pytest.raises(ValueError, match="every prompt non-empty, got lengths \\[2, 0\\]"):
+    decoding.left_pad([[1, 2], []])
+  with pytest.raises(ValueError, match="padding must be 3 non-negative ints"):
+    decoding.init_cache(model, 3, [0, 1])
+  with pytest.raises(ValueError, match="padding must be 2 non-negative ints"):
+    decoding.init_cache(model, 2, [0, -1])
+  cache = decoding.init_cache(model, 2, [0, 3])
+  np.testing.assert_array_equal(cache["decoder"]["padding"], [0, 3])
