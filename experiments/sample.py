@@ -4,6 +4,8 @@
         --beam_size 4 --length 120
     python experiments/sample.py --workdir runs/lm_python --decode sample --temperature 0.8 \
         --top_p 0.95 --num 4
+    python experiments/sample.py --workdir runs/lm_python --decode greedy --prompt "def " \
+        --prompt "import "
     python experiments/sample.py --workdir runs/dcgan_digits --num 16 --seed 3
     python experiments/sample.py --workdir runs/code_prior_digits --guidance_scale 0.8 \
         --temperature 0.9
@@ -39,9 +41,10 @@ from gen_jax.viz import grids
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by experiments/main.py.")
 _NUM = flags.DEFINE_integer("num", 4, "Number of samples (token models: --decode sample).")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed, in [0, 2**32).")
-_PROMPT = flags.DEFINE_string(
+_PROMPT = flags.DEFINE_multi_string(
     "prompt", None, "Token models: the prompt, UTF-8 text that the model's codec reads (default: "
-    "the run's model.sample_prompt).")
+    "the run's model.sample_prompt). Repeat the flag to continue several prompts, of any "
+    "lengths, in one batch.")
 _LENGTH = flags.DEFINE_integer("length", 128, "Token models: tokens to generate.")
 _DECODE = flags.DEFINE_enum("decode", "sample", ["greedy", "sample", "beam"],
                             "Token models: decoding strategy.")
@@ -72,8 +75,8 @@ def _given(name: str) -> bool:
   return FLAGS[name].present > 0
 
 
-def check_values() -> str | None:
-  """Checks each flag's value on its own; returns the prompt as text, if one was given."""
+def check_values() -> list[str] | None:
+  """Checks each flag's value on its own; returns the prompts as text, if any were given."""
   if _NUM.value < 1:
     raise Refusal(f"--num must be >= 1, got {_NUM.value}.")
   if _LENGTH.value < 1:
@@ -94,7 +97,7 @@ def check_values() -> str | None:
                   f"conditional), got {_GUIDANCE.value}.")
   if not math.isfinite(_LENGTH_PENALTY.value):
     raise Refusal(f"--length_penalty must be a finite number, got {_LENGTH_PENALTY.value}.")
-  return None if _PROMPT.value is None else prompt_text(_PROMPT.value)
+  return None if not _PROMPT.value else [prompt_text(prompt) for prompt in _PROMPT.value]
 
 
 def prompt_text(prompt: str) -> str:
@@ -139,10 +142,10 @@ def _listed(given: list[str]) -> tuple[str, str, str]:
   return (flags_, "applies", "it") if len(given) == 1 else (flags_, "apply", "them")
 
 
-def check_for_model(config, method, prompt: str | None) -> tuple[int, ...] | None:
-  """Checks the flags against the run's model; returns a token model's prompt ids.
+def check_for_model(config, method, prompts: list[str] | None) -> list[tuple[int, ...]] | None:
+  """Checks the flags against the run's model; returns a token model's prompts as ids.
 
-  Every flag given must be one that the model reads, and the prompt (by default the run's own)
+  Every flag given must be one that the model reads, and each prompt (by default the run's own)
   must encode, by the model's codec, to ids of its vocabulary that with --length fit its context.
   """
   article = "an" if config.method[:1] in "aeiou" else "a"
@@ -168,17 +171,24 @@ def check_for_model(config, method, prompt: str | None) -> tuple[int, ...] | Non
   if _given("out"):
     raise Refusal(f"--out applies to image and point models only, and {run}, whose "
                   f"continuations are printed: drop it.")
+  if prompts is None:
+    return [_check_prompt(method, None, "The run's model.sample_prompt")]
+  name = (lambda p: "--prompt") if len(prompts) == 1 else (lambda p: f"--prompt {p!r}")
+  return [_check_prompt(method, prompt, name(prompt)) for prompt in prompts]
+
+
+def _check_prompt(method, prompt: str | None, source: str) -> tuple[int, ...]:
+  """`prompt`'s ids (the run's own for None), refused unless they fit the model."""
   try:
     ids = method.sample_prompt if prompt is None else method.codec.encode(prompt)
   except ValueError as e:
-    raise Refusal(f"--prompt: {e}") from None
-  source = "--prompt" if prompt is not None else "The run's model.sample_prompt"
+    raise Refusal(f"{source}: {e}") from None
   if not ids:
-    raise Refusal("--prompt is empty: decoding continues at least one token.")
+    raise Refusal(f"{source} is empty: decoding continues at least one token.")
   vocab, max_len = method.network.vocab_size, method.network.max_len
   outside = sorted({i for i in ids if not 0 <= i < vocab})
   if outside:
-    raise Refusal(f"--prompt gives the token ids {outside}, outside the model's vocabulary of "
+    raise Refusal(f"{source} gives the token ids {outside}, outside the model's vocabulary of "
                   f"{vocab}: change the prompt.")
   if len(ids) + _LENGTH.value - 1 > max_len:  # the last new token is not fed back
     raise Refusal(f"{source} ({len(ids)} tokens) plus --length {_LENGTH.value} needs "
@@ -187,33 +197,39 @@ def check_for_model(config, method, prompt: str | None) -> tuple[int, ...] | Non
   return ids
 
 
-def generate_tokens(config, method, variables, rng, ids: tuple[int, ...]) -> None:
-  """Prints `method`'s continuations of the prompt `ids`, shown by its codec."""
+def generate_tokens(config, method, variables, rng, prompts: list[tuple[int, ...]]) -> None:
+  """Prints `method`'s continuations of each prompt (ids), shown by its codec. Several prompts
+  are decoded as one batch; each row continues as its prompt alone."""
   eos_id = config.model.get("eos_id")
-  show = lambda tokens: method.codec.decode(list(ids) + [int(t) for t in tokens])
-  prompt = jnp.asarray(ids, jnp.int32)[None]  # [1, prompt_len]
+  show = lambda ids, tokens: method.codec.decode(list(ids) + [int(t) for t in tokens])
+  label = (lambda p: "") if len(prompts) == 1 else (lambda p: f"prompt {p}, ")
   if _DECODE.value == "beam":
     out = jax.jit(lambda v: method.beam_search(
-        v, prompt, max_new_tokens=_LENGTH.value, beam_size=_BEAM_SIZE.value, eos_id=eos_id,
+        v, [list(ids) for ids in prompts], max_new_tokens=_LENGTH.value,
+        beam_size=_BEAM_SIZE.value, eos_id=eos_id,
         length_penalty=_LENGTH_PENALTY.value))(variables)
-    for rank in range(_BEAM_SIZE.value):
-      if out.finished[0, rank]:  # else fewer sequences exist than beams
-        print(f"=== beam {rank}: score {float(out.scores[0, rank]):.3f}")
-        print(show(out.sequences[0, rank, :int(out.lengths[0, rank])]))
+    for p, ids in enumerate(prompts):
+      for rank in range(_BEAM_SIZE.value):
+        if out.finished[p, rank]:  # else fewer sequences exist than beams
+          print(f"=== {label(p)}beam {rank}: score {float(out.scores[p, rank]):.3f}")
+          print(show(ids, out.sequences[p, rank, :int(out.lengths[p, rank])]))
     return
-  if _DECODE.value == "greedy":  # deterministic: one sequence
+  if _DECODE.value == "greedy":  # deterministic: one sequence per prompt
+    rows = list(prompts)
     decoder = autoregressive.Greedy(eos_id=eos_id)
   else:
-    prompt = jnp.tile(prompt, (_NUM.value, 1))
+    rows = [ids for ids in prompts for _ in range(_NUM.value)]
     decoder = autoregressive.Sampling(temperature=_TEMPERATURE.value, top_k=_TOP_K.value,
                                       top_p=_TOP_P.value, eos_id=eos_id)
-  out = jax.jit(lambda v, r: method.generate(v, r, prompt, max_new_tokens=_LENGTH.value,
+  out = jax.jit(lambda v, r: method.generate(v, r, [list(ids) for ids in rows],
+                                             max_new_tokens=_LENGTH.value,
                                              decoder=decoder))(variables, rng)
-  for i, row in enumerate(np.asarray(out)):
+  per_prompt = len(rows) // len(prompts)
+  for i, (ids, row) in enumerate(zip(rows, np.asarray(out))):
     if eos_id is not None and eos_id in row:
       row = row[:list(row).index(eos_id) + 1]
-    print(f"=== sample {i}")
-    print(show(row))
+    print(f"=== {label(i // per_prompt)}sample {i % per_prompt}")
+    print(show(ids, row))
 
 
 def with_sampling_flags(setup: setup_lib.Setup):
@@ -258,9 +274,9 @@ def main(argv):
   try:
     if len(argv) > 1:
       raise Refusal(f"unexpected arguments {argv[1:]}: every input is a --flag.")
-    prompt = check_values()
+    prompts = check_values()
     setup = read_setup(_WORKDIR.value)
-    ids = check_for_model(setup.config, setup.method, prompt)
+    ids = check_for_model(setup.config, setup.method, prompts)
     method = setup.method if ids is not None else with_sampling_flags(setup)
     out_dir = Path(_OUT.value) if _OUT.value else Path(_WORKDIR.value) / "generated"
     if ids is None and out_dir.exists() and not out_dir.is_dir():

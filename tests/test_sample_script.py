@@ -283,3 +283,20 @@ def test_greedy_text_matches_repeated_full_forward_passes(sample_module, lm_work
     tokens.append(int(jnp.argmax(logits[0, -1])))
   expected = bytes(tokens).decode("utf-8", errors="replace")
   assert capsys.readouterr().out == f"=== sample 0\n{expected}\n"
+
+
+def test_several_prompts_are_decoded_in_one_batch_each_as_alone(sample_module, lm_workdir,
+                                                                capsys, monkeypatch):
+  # Oracle: each prompt decoded by its own run of the script.
+  alone = []
+  for prompt in ("é", "def x"):
+    assert run(sample_module, f"--workdir={lm_workdir}", "--decode=greedy", f"--prompt={prompt}",
+               "--length=4") is None
+    alone.append(capsys.readouterr().out.split("\n")[1])
+  assert run(sample_module, f"--workdir={lm_workdir}", "--decode=greedy", "--prompt=é",
+             "--prompt=def x", "--length=4") is None
+  assert capsys.readouterr().out == (f"=== prompt 0, sample 0\n{alone[0]}\n"
+                                     f"=== prompt 1, sample 0\n{alone[1]}\n")
+  got = refuse(sample_module, monkeypatch, f"--workdir={lm_workdir}", "--prompt=é", "--prompt=",
+               "--length=4")
+  assert got == "sample.py: --prompt '' is empty: decoding continues at least one token."
