@@ -246,7 +246,8 @@ def with_sampling_flags(setup: setup_lib.Setup):
 
 
 def write_samples(samples, out_dir: Path, step: int) -> list[Path]:
-  """Images [n, h, w, c] as a PNG grid, 2-D points [n, 2] as a scatter PNG, others as .npy,
+  """Images [n, h, w, c] as a PNG grid, animations [n, frames, h, w, c] (a NeRF's turntable)
+  as a GIF and a PNG grid of their frames, 2-D points [n, 2] as a scatter PNG, others as .npy,
   named by step, seed, number and the sampling flags given, so that no run's own sample file,
   and no file of other settings, is overwritten."""
   items = samples.items() if isinstance(samples, dict) else [("samples", samples)]
@@ -256,6 +257,9 @@ def write_samples(samples, out_dir: Path, step: int) -> list[Path]:
     settings = "".join(f"_{flag}{FLAGS[flag].value:g}" for flag in SAMPLING_FLAGS
                        if _given(flag))
     stem = out_dir / f"{name}_step{step}_seed{_SEED.value}_num{_NUM.value}{settings}"
+    if value.ndim == 5 and value.shape[-1] in (1, 3):
+      written.append(grids.save_gif(value, stem.with_suffix(".gif")))
+      value = value.reshape((-1,) + value.shape[2:])
     if value.ndim == 4:
       written.append(grids.save_image_grid(value, stem.with_suffix(".png")))
     elif value.ndim == 2 and value.shape[1] == 2 and value.dtype.kind == "f":

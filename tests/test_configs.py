@@ -54,6 +54,7 @@ VARIANTS = {
     "class_ascent_digits": ("data", "data,tiny"),
     "classifier_digits": ("adversarial", "adversarial,tiny"),
     "style_transfer": ("lbfgs", "noise", "256", "vgg", "lbfgs,tiny"),
+    "nerf_scene": ("64", "coarse", "coarse,tiny"),
 }
 CASES = [(p, arg) for p in CONFIGS for arg in ("", "tiny", *VARIANTS.get(p.stem, ()))]
 

@@ -8,8 +8,10 @@ state = it.get_state()      # JSON-serialisable; it.set_state(state) resumes exa
 ```
 
 `BUNDLED` datasets are built offline on first use: digits, toy2d/<distribution>,
-python_source[/tiny] and sample_images[/128|/64|/256] (scikit-learn's two sample photographs,
-content and style images for style transfer). Others (mnist, cifar10, ...) load when prepared
+python_source[/tiny], sample_images[/128|/64|/256] (scikit-learn's two sample photographs,
+content and style images for style transfer) and
+scene[/primitives_32|/primitives_64|/sphere_32] (posed images of a ray-traced 3-D scene, for
+NeRF; `gen_jax.data.scene`). Others (mnist, cifar10, ...) load when prepared
 with `tfds build NAME --file_format=array_record`. `gen_jax.data.toy2d` (the exact toy
 distributions) imports neither tfds nor the pipeline: the pipeline's names are imported on
 first access.
@@ -17,7 +19,7 @@ first access.
 
 import importlib
 
-BUNDLED = ("digits", "toy2d", "python_source", "sample_images")
+BUNDLED = ("digits", "toy2d", "python_source", "sample_images", "scene")
 
 _PIPELINE_NAMES = ("load", "info", "DataIterator", "DatasetInfo", "DatasetNotPreparedError",
                    "DatasetDamagedError")

@@ -9,6 +9,13 @@ registry: `gen_jax.data` constructs them by class, which keeps the names free fo
 - `python_source[/tiny]`: the standard library's `.py` files, one record per file.
 - `sample_images[/128|/64|/256]`: scikit-learn's two sample photographs (china, flower),
   centre-cropped to a square and resized; content and style images for style transfer.
+- `scene[/primitives_32|/primitives_64|/sphere_32]`: posed images of a procedural 3-D scene
+  rendered by an exact ray tracer (`gen_jax.data.scene`), for NeRF; train and test views from
+  different cameras.
+
+`BlenderScene` (not bundled: its data are the user's) stores a Blender synthetic scene folder
+(the NeRF paper's format) the same way; `prepare_blender` builds it, after which
+`load("nerf_synthetic/<scene>_<size>", ...)` reads it like any prepared dataset.
 
 Building one logs "Building gen_jax dataset NAME locally into DIR (nothing is downloaded)" at
 INFO (logger `gen_jax.data.builders`) instead of tfds' "Downloading and preparing dataset ...".
@@ -16,12 +23,14 @@ INFO (logger `gen_jax.data.builders`) instead of tfds' "Downloading and preparin
 
 import dataclasses
 import logging
+import pathlib
 import platform
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from gen_jax.data import corpus
+from gen_jax.data import scene as scene_lib
 from gen_jax.data import toy2d
 
 _TENSOR = tfds.features.Tensor
@@ -268,4 +277,129 @@ class SampleImages(LocalBuilder, skip_registration=True):
       yield label, {"image": image, "label": np.int32(label)}
 
 
-BUILDERS = {cls.name: cls for cls in (Digits, Toy2d, PythonSource, SampleImages)}
+def _posed_features(size: int | None) -> tfds.features.FeaturesDict:
+  return tfds.features.FeaturesDict({
+      "image": _TENSOR(shape=(size, size, 3), dtype=np.uint8),
+      "pose": _TENSOR(shape=(4, 4), dtype=np.float32),
+      "focal": _TENSOR(shape=(), dtype=np.float32),
+  })
+
+
+@dataclasses.dataclass(eq=False)
+class PosedSceneConfig(tfds.core.BuilderConfig):
+  """A `scene` config: which procedural scene (`gen_jax.data.scene.SCENES`), at what size."""
+
+  scene: str = "primitives"
+  size: int = 32
+
+
+class PosedScene(LocalBuilder, skip_registration=True):
+  """Posed images of a procedural 3-D scene, for NeRF (`gen_jax.data.scene`).
+
+  Features: `image` uint8 [size, size, 3], `pose` float32 [4, 4] (camera-to-world, OpenGL
+  convention: the camera looks down -z, y up) and `focal` float32 (pixels). Splits "train" (64
+  views) and "test" (16 views from other cameras), each `scene.views(scene, split, size)`. The
+  metadata records the cameras' geometry (`near`, `far`, `radius`, `camera_angle_x`,
+  `elevations`) and the `background` grey level. Configs "primitives_32" (the default),
+  "primitives_64" and "sphere_32".
+  """
+
+  name = "scene"
+  VERSION = tfds.core.Version("1.0.0")
+  BUILDER_CONFIGS = [
+      PosedSceneConfig(name=f"{scene}_{size}", description=f"{scene!r} at {size}x{size}.",
+                       scene=scene, size=size)
+      for scene, size in (("primitives", 32), ("primitives", 64), ("sphere", 32))
+  ]
+  NUM_LEVELS = 256
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    config = self.builder_config
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=(f"The procedural scene {config.scene!r} of gen_jax.data.scene, ray traced "
+                     f"at {config.size}x{config.size} from cameras on a sphere of radius "
+                     f"{scene_lib.RADIUS} looking at the origin."),
+        features=_posed_features(config.size),
+        disable_shuffling=True,
+        metadata=tfds.core.MetadataDict(
+            num_levels=self.NUM_LEVELS, scene=config.scene, near=scene_lib.NEAR,
+            far=scene_lib.FAR, radius=scene_lib.RADIUS,
+            camera_angle_x=scene_lib.CAMERA_ANGLE_X, elevations=list(scene_lib.ELEVATIONS),
+            background=scene_lib.BACKGROUND, seed=scene_lib.SEED),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing to download.
+    config = self.builder_config
+    return {split: self._generate_examples(scene_lib.views(config.scene, split, config.size))
+            for split in scene_lib.SPLIT_SIZES}
+
+  def _generate_examples(self, views: dict[str, np.ndarray]):
+    for i in range(len(views["pose"])):
+      yield i, {k: v[i] for k, v in views.items()}
+
+
+@dataclasses.dataclass(eq=False)
+class BlenderSceneConfig(tfds.core.BuilderConfig):
+  """A Blender synthetic scene folder read at `size` x `size` pixels."""
+
+  directory: str = ""
+  size: int = 100
+
+
+class BlenderScene(LocalBuilder, skip_registration=True):
+  """A Blender synthetic scene of the NeRF paper (`scene.load_blender`), stored like `scene`:
+  `image` uint8 [size, size, 3] composited on white, `pose`, `focal`; one split per
+  `transforms_<split>.json` of the folder. Built by `prepare_blender`, never bundled."""
+
+  name = "nerf_synthetic"
+  VERSION = tfds.core.Version("1.0.0")
+  NUM_LEVELS = 256
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    config = self.builder_config
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=f"{config.directory} read by gen_jax.data.scene.load_blender.",
+        features=_posed_features(config.size),
+        disable_shuffling=True,
+        metadata=tfds.core.MetadataDict(num_levels=self.NUM_LEVELS, near=2.0, far=6.0,
+                                        background=scene_lib.BACKGROUND),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # The user's folder.
+    config = self.builder_config
+    splits = [s for s in ("train", "val", "test")
+              if (pathlib.Path(config.directory) / f"transforms_{s}.json").is_file()]
+    if "train" not in splits:  # load_blender's message says what is missing
+      scene_lib.load_blender(config.directory, "train", size=config.size)
+    return {s: self._generate_examples(scene_lib.load_blender(config.directory, s,
+                                                              size=config.size))
+            for s in splits}
+
+  def _generate_examples(self, views: dict[str, np.ndarray]):
+    for i in range(len(views["pose"])):
+      yield i, {k: v[i] for k, v in views.items()}
+
+
+def prepare_blender(directory: str, data_dir: str, *, size: int = 100,
+                    name: str | None = None) -> str:
+  """Stores the Blender synthetic scene in `directory` (e.g. nerf_synthetic/lego) in
+  `data_dir` as the dataset "nerf_synthetic/<name>_<size>" (name: the folder's name), which
+  `gen_jax.data.load` then reads like the bundled `scene`; returns that dataset name.
+
+  Raises:
+    FileNotFoundError, ValueError: a missing or ill-formed folder (`scene.load_blender`).
+  """
+  name = name or pathlib.Path(directory).resolve().name
+  config = BlenderSceneConfig(name=f"{name}_{size}", directory=str(directory), size=size,
+                              description=f"{directory} at {size}x{size}.")
+  builder = BlenderScene(data_dir=data_dir, config=config, file_format="array_record")
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  return f"{BlenderScene.name}/{config.name}"
+
+
+BUILDERS = {cls.name: cls for cls in (Digits, Toy2d, PythonSource, SampleImages, PosedScene)}

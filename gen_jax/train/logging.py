@@ -67,16 +67,23 @@ class MetricWriter:
       every plot of the run has the same axes.
   """
 
-  def __init__(self, workdir: str | Path, *, reference_points: np.ndarray | None = None):
+  def __init__(self, workdir: str | Path, *, reference_points: np.ndarray | None = None,
+               primary: bool = True):
+    """`primary=False` (every process of a multi-process run but the first) writes nothing."""
     self.workdir = Path(workdir)
+    self.primary = primary
     self.reference_points = (None if reference_points is None
                              else np.asarray(reference_points, np.float32).reshape(-1, 2))
     self.scatter_limits: dict[str, tuple[float, float, float, float]] = {}
+    if not primary:
+      return
     self.workdir.mkdir(parents=True, exist_ok=True)
     self._jsonl = open(self.workdir / "metrics.jsonl", "a", encoding="utf-8")
     self._tb = SummaryWriter(str(self.workdir / "tb"))
 
   def write(self, step: int, split: str, metrics: Mapping[str, float]) -> None:
+    if not self.primary:
+      return
     row = {"step": step, "split": split, "time": round(time.time(), 3)}
     row.update({k: float(v) for k, v in metrics.items()})
     self._jsonl.write(json.dumps(row) + "\n")
@@ -86,13 +93,19 @@ class MetricWriter:
 
   def write_samples(self, step: int, samples: Any) -> list[Path]:
     """Saves samples by their kind: images [n, h, w, c] as a PNG grid (and to TensorBoard),
-    2-D points [n, 2] as a scatter PNG, tokens [n, length] as a text file."""
+    animations [n, frames, h, w, c] as a GIF and a PNG grid of their frames, 2-D points [n, 2]
+    as a scatter PNG, tokens [n, length] as a text file."""
+    if not self.primary:
+      return []
     out_dir = self.workdir / "samples"
     written = []
     items = samples.items() if isinstance(samples, Mapping) else [("samples", samples)]
     for name, value in items:
       value = np.asarray(value)
       stem = out_dir / f"{name}_{step:07d}"
+      if value.ndim == 5 and value.shape[-1] in (1, 3):
+        written.append(grids.save_gif(value, stem.with_suffix(".gif")))
+        value = value.reshape((-1,) + value.shape[2:])  # and the frames as images, below
       if value.ndim == 4:
         written.append(grids.save_image_grid(value, stem.with_suffix(".png")))
         self._tb.add_image(f"samples/{name}", grids.image_grid(value), step, dataformats="HWC")
@@ -125,5 +138,7 @@ class MetricWriter:
     return self.scatter_limits[name]
 
   def close(self) -> None:
+    if not self.primary:
+      return
     self._jsonl.close()
     self._tb.close()

@@ -109,3 +109,20 @@ def save_scatter(points: np.ndarray, path: str | Path, *, reference: np.ndarray 
   path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, metadata={"Limits": " ".join(repr(float(v)) for v in (x0, x1, y0, y1))})
   return path
+
+
+def save_gif(frames: np.ndarray, path: str | Path, *, duration_ms: int = 100, **kwargs) -> Path:
+  """Writes an animation as a looping GIF (Pillow): frames [n, frames, h, w, c] in [-1, 1],
+  frame t showing the `image_grid` of the n animations' frame t (one animation: that frame
+  alone, upscaled like `save_image_grid`). A turntable of rendered views is one animation."""
+  frames = np.asarray(frames)
+  if frames.ndim != 5:
+    raise ValueError(f"save_gif expects [n, frames, h, w, 1 or 3] animations, got shape "
+                     f"{frames.shape}.")
+  kwargs.setdefault("scale", max(1, 64 // frames.shape[2]))
+  kwargs.setdefault("padding", 1 if frames.shape[0] > 1 else 0)
+  images = [Image.fromarray(image_grid(frames[:, t], **kwargs)) for t in range(frames.shape[1])]
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+  return path

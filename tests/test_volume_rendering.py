@@ -1,0 +1,195 @@
+"""gen_jax.volume_rendering against closed forms and hand-built oracles: the quadrature on a
+constant-density slab and on empty space, hierarchical samples against the coarse weights (a
+Kolmogorov-Smirnov test), rays that hit the pixels a pinhole projection gives, and the NeRF
+renderer against the exact ray tracer on a scene given as densities."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+from gen_jax import volume_rendering as vr
+from gen_jax.data import scene as scene_lib
+from gen_jax.nn.nerf import positional_encoding
+
+
+def test_a_constant_slab_has_the_closed_form_transmittance_and_depth():
+  # sigma on [a, b) along a ray with |d| = 2 (depth t, length 2 t): the light passing the slab
+  # is exp(-sigma * 2 (b - a)) exactly when the slab's ends are interval boundaries.
+  sigma, a, b, far, norm = 0.7, 3.0, 4.5, 6.0, 2.0
+  t = np.linspace(2.0, far, 401)[:-1]  # spacing 0.01: a and b are boundaries
+  inside = (t >= a - 1e-9) & (t < b - 1e-9)
+  colour = np.array([0.2, 0.5, 0.9])
+  out = vr.composite(jnp.asarray(np.where(inside, sigma, 0.0), jnp.float32),
+                     jnp.broadcast_to(jnp.asarray(colour, jnp.float32), (400, 3)),
+                     jnp.asarray(t, jnp.float32), far=far, direction_norm=norm,
+                     background=1.0)
+  passed = math.exp(-sigma * norm * (b - a))
+  np.testing.assert_allclose(float(out.opacity), 1.0 - passed, rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(out.rgb), (1 - passed) * colour + passed, rtol=1e-5)
+  # Expected depth: int_a^b t k e^{-k(t-a)} dt + passed * far with k = sigma |d| per unit depth;
+  # the quadrature puts each interval's mass at its start, so it is low by at most one spacing.
+  k = sigma * norm
+  exact = (a + 1 / k) - (b + 1 / k) * passed + passed * far
+  assert exact - 0.01 <= float(out.depth) <= exact + 1e-5
+  np.testing.assert_allclose(float(out.depth), exact, atol=0.01)
+  np.testing.assert_allclose(float(jnp.sum(out.weights)), float(out.opacity), rtol=1e-6)
+
+
+def test_empty_space_is_transparent():
+  t = vr.stratified_samples(jax.random.PRNGKey(0), 2.0, 6.0, 64, (5,))
+  out = vr.composite(jnp.zeros((5, 64)), jnp.full((5, 64, 3), 0.3), t, far=6.0,
+                     background=jnp.array([1.0, 0.5, 0.0]))
+  np.testing.assert_array_equal(np.asarray(out.opacity), 0.0)
+  np.testing.assert_array_equal(np.asarray(out.weights), 0.0)
+  np.testing.assert_array_equal(np.asarray(out.rgb), np.tile([1.0, 0.5, 0.0], (5, 1)))
+  np.testing.assert_allclose(np.asarray(out.depth), 6.0)
+
+
+def test_stratified_samples_fill_each_stratum_once():
+  t = np.asarray(vr.stratified_samples(jax.random.PRNGKey(1), 2.0, 6.0, 8, (1000,)))
+  stratum = np.floor((t - 2.0) / 0.5)
+  np.testing.assert_array_equal(stratum, np.tile(np.arange(8), (1000, 1)))
+  # Uniform within each stratum: the position in stratum 3 passes a KS test.
+  assert scipy.stats.kstest((t[:, 3] - 3.5) / 0.5, "uniform").pvalue > 1e-3
+  mid = np.asarray(vr.stratified_samples(None, 2.0, 6.0, 4, (), perturb=False))
+  np.testing.assert_allclose(mid, [2.5, 3.5, 4.5, 5.5])
+
+
+def _piecewise_linear_cdf(edges: np.ndarray, masses: np.ndarray):
+  cdf = np.concatenate([[0.0], np.cumsum(masses) / masses.sum()])
+  return lambda x: np.interp(x, edges, cdf)
+
+
+def test_hierarchical_samples_follow_the_coarse_weights():
+  t = np.array([2.0, 2.5, 3.1, 3.3, 4.0, 4.8, 5.2, 5.9])
+  weights = np.array([0.0, 0.05, 0.4, 0.1, 0.0, 0.3, 0.05, 0.02])
+  draws = vr.hierarchical_samples(jax.random.PRNGKey(2), jnp.tile(jnp.asarray(t), (40, 1)),
+                                  jnp.tile(jnp.asarray(weights), (40, 1)), 6.0, 1000, floor=0.0)
+  draws = np.asarray(draws)
+  assert draws.shape == (40, 1000)
+  assert np.all(np.diff(draws, axis=-1) >= 0)
+  edges = np.append(t, 6.0)
+  cdf = _piecewise_linear_cdf(edges, weights)
+  assert scipy.stats.kstest(draws.ravel(), cdf).pvalue > 1e-3
+  # The same statistic rejects the draws against the interval midpoints' weights (NeRF code's
+  # bins), which shifts every bin: the test has power.
+  shifted = _piecewise_linear_cdf(np.concatenate([[2.0], (t[1:] + t[:-1]) / 2, [6.0]]),
+                                  weights)
+  assert scipy.stats.kstest(draws.ravel(), shifted).pvalue < 1e-6
+  # The floor makes a ray with no weight draw each interval equally often.
+  flat = vr.hierarchical_samples(jax.random.PRNGKey(3), jnp.asarray(t), jnp.zeros(8), 6.0,
+                                 20_000)
+  assert scipy.stats.kstest(np.asarray(flat), _piecewise_linear_cdf(edges, np.ones(8))
+                            ).pvalue > 1e-3
+
+
+def _project(point: np.ndarray, pose: np.ndarray, focal: float, size: int) -> tuple[float, float]:
+  """A world point's (row, col) in pixel units, by hand: into the camera frame with the inverse
+  pose, then the pinhole x / -z, y / -z (y up, rows down)."""
+  camera = np.linalg.inv(pose) @ np.append(point, 1.0)
+  x, y, z = camera[:3]
+  return size / 2 - focal * y / -z, size / 2 + focal * x / -z
+
+
+def test_rays_from_a_known_pose_hit_the_pixels_a_projection_gives():
+  pose = scene_lib.orbit_pose(azimuth=40.0, elevation=25.0)
+  focal, size = 30.0, 32
+  rays = vr.camera_rays(jnp.asarray(pose, jnp.float32), focal, size, size)
+  rng = np.random.default_rng(0)
+  for point in rng.uniform(-0.8, 0.8, (20, 3)):
+    row, col = _project(point, pose, focal, size)
+    i, j = int(row), int(col)  # the pixel containing the projection
+    assert 0 <= i < size and 0 <= j < size
+    o, d = np.asarray(rays.origins[i, j], np.float64), np.asarray(rays.directions[i, j])
+    # The ray through pixel (i, j)'s centre passes within half a pixel (at that depth) of it.
+    depth = -(np.linalg.inv(pose) @ np.append(point, 1.0))[2]
+    closest = o + depth * d
+    assert np.linalg.norm(closest - point) <= depth / focal * math.sqrt(0.5) + 1e-5
+  # The centre ray of an even image passes between the four centre pixels, along -z.
+  centre = np.asarray(rays.directions[size // 2 - 1:size // 2 + 1, size // 2 - 1:size // 2 + 1])
+  np.testing.assert_allclose(centre.mean(axis=(0, 1)), -pose[:3, 2], atol=1e-6)
+  # The NumPy rays of the data builder are the same rays.
+  o, d = scene_lib.camera_rays(pose, focal, size, size)
+  np.testing.assert_allclose(np.asarray(rays.directions), d, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(rays.origins), o, atol=1e-5)
+
+
+def test_orbit_poses_match_the_data_builders_cameras():
+  poses = vr.orbit_poses(jnp.array([0.0, 75.0, 200.0]), 30.0, 4.0)
+  for pose, azimuth in zip(np.asarray(poses), (0.0, 75.0, 200.0)):
+    np.testing.assert_allclose(pose, scene_lib.orbit_pose(azimuth, 30.0, 4.0), atol=1e-5)
+
+
+def test_bad_inputs_are_refused_with_what_to_change():
+  with pytest.raises(ValueError, match=r"pose must be camera-to-world matrices \[\.\.\., 4, 4\]"
+                     r".*got shape \(4, 3\)"):
+    vr.camera_rays(jnp.zeros((4, 3)), 30.0, 8, 8)
+  with pytest.raises(ValueError, match="0 <= near < far, got near=6.0, far=2.0: set near below"):
+    vr.stratified_samples(jax.random.PRNGKey(0), 6.0, 2.0, 8)
+  with pytest.raises(ValueError, match="focal must be a positive length"):
+    vr.camera_rays(jnp.eye(4), 0.0, 8, 8)
+  with pytest.raises(ValueError, match=r"t \(3, 4\) and weights \(3, 5\) must have one shape"):
+    vr.hierarchical_samples(jax.random.PRNGKey(0), jnp.zeros((3, 4)), jnp.zeros((3, 5)), 6.0, 2)
+
+
+def test_psnr_of_known_errors():
+  np.testing.assert_allclose(np.asarray(vr.psnr(jnp.array([1.0, 0.01, 1e-4]))), [0, 20, 40],
+                             atol=1e-5)
+  np.testing.assert_allclose(float(vr.psnr(255.0**2 / 100, max_value=255.0)), 20.0, rtol=1e-6)
+
+
+def test_positional_encoding_layout():
+  x = jnp.array([[0.25, -0.5, 1.0]])
+  out = np.asarray(positional_encoding(x, 2))
+  assert out.shape == (1, 15)
+  np.testing.assert_allclose(out[0, :3], x[0])
+  np.testing.assert_allclose(out[0, 3:6], np.sin(np.pi * np.asarray(x[0])), atol=1e-6)
+  np.testing.assert_allclose(out[0, 12:15], np.cos(2 * np.pi * np.asarray(x[0])), atol=1e-6)
+
+
+def test_the_nerf_quadrature_renders_a_sphere_as_the_ray_tracer_does():
+  # One sphere, no ground, given as densities: S inside, 0 outside, coloured by the ray tracer's
+  # shading of the radial normal (the surface normal where the ray enters, up to the sample
+  # spacing). 128 samples in [2, 6] (spacing 0.03) and S = 1000 (mean free path 0.001).
+  sphere = scene_lib.Sphere((0.1, -0.2, 0.3), 0.7, (0.9, 0.4, 0.2))
+  scene = scene_lib.Scene((sphere,))
+  pose = scene_lib.orbit_pose(azimuth=30.0, elevation=35.0)
+  size, focal, near, far, n = 32, scene_lib.focal_length(32), 2.0, 6.0, 128
+  rgb_exact, depth_exact, mask = scene_lib.render_view(scene, pose, focal, size, size)
+
+  rays = vr.camera_rays(jnp.asarray(pose, jnp.float32), focal, size, size)
+  t = vr.stratified_samples(None, near, far, n, (size, size), perturb=False)
+  points = np.asarray(rays.origins[..., None, :] + t[..., None] * rays.directions[..., None, :],
+                      np.float64)
+  offset = points - np.asarray(sphere.center)
+  inside = np.linalg.norm(offset, axis=-1) < sphere.radius
+  normal = offset / np.linalg.norm(offset, axis=-1, keepdims=True)
+  light = np.asarray(scene.light) / np.linalg.norm(scene.light)
+  shading = scene.ambient + (1 - scene.ambient) * np.maximum(normal @ light, 0.0)
+  colour = np.asarray(sphere.color) * shading[..., None]
+  out = vr.composite(jnp.asarray(np.where(inside, 1000.0, 0.0), jnp.float32),
+                     jnp.asarray(colour, jnp.float32), t, far=far,
+                     direction_norm=jnp.linalg.norm(rays.directions, axis=-1),
+                     background=scene.background)
+  opacity, rendered = np.asarray(out.opacity), np.asarray(out.rgb)
+  # Coverage: pixels may disagree only where the ray grazes the rim, its chord inside the
+  # sphere shorter than the spacing (it may fall between two samples); at most 2% of them.
+  disagree = (opacity > 0.5) != mask
+  assert disagree.sum() <= 0.02 * mask.sum(), disagree.sum()
+  solid = mask & (opacity > 0.999)
+  assert solid.sum() >= 0.9 * mask.sum()
+  # Depth where both see the sphere: the first sample inside lies within one spacing past the
+  # surface (0.03 in depth), and the colour is the shading of a normal within that distance.
+  spacing = (far - near) / n
+  gap = np.asarray(out.depth)[solid] - depth_exact[solid]
+  assert np.all((gap > -1e-3) & (gap < spacing + 1e-3)), (gap.min(), gap.max())
+  np.testing.assert_allclose(rendered[solid], rgb_exact[solid], atol=0.05)
+  assert np.abs(rendered[solid] - rgb_exact[solid]).mean() < 0.01
+  # Background pixels are the background for both.
+  clear = ~mask & (opacity < 1e-6)
+  assert clear.sum() >= 0.95 * (~mask).sum()
+  np.testing.assert_allclose(rendered[clear], 1.0, atol=1e-6)
