@@ -2,12 +2,19 @@
 
 Running the same command again on the same workdir resumes from its newest good checkpoint. A bad
 config file, key or value stops it before anything compiles, with one line that names it.
+
+Several processes (a TPU slice, several GPU hosts, or processes on one machine) run the same
+command, each joining the run through `jax.distributed.initialize`: `--distributed` lets JAX find
+the cluster (TPU, SLURM), or `--coordinator_address host:port --num_processes N --process_id I`
+names it. They train on the same global batches as one process would (docs/architecture.md,
+"Several processes").
 """
 
 import logging
 import re
 import sys
 
+import jax
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
@@ -21,7 +28,32 @@ from gen_jax.train.loop import NonFiniteError, train_and_evaluate
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=False)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, samples.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Join a multi-process run whose settings JAX finds itself (TPU slices, "
+    "SLURM): jax.distributed.initialize() without arguments.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Join a multi-process run: host:port of process 0's "
+    "coordinator (with --num_processes and --process_id).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes of the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process, in [0, num_processes).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _join_processes() -> None:
+  """Calls `jax.distributed.initialize` when the flags ask for a multi-process run."""
+  named = [_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value]
+  if all(v is None for v in named):
+    if _DISTRIBUTED.value:
+      jax.distributed.initialize()
+    return
+  if any(v is None for v in named) or _DISTRIBUTED.value:
+    sys.exit("Error: a named multi-process run needs all three of --coordinator_address, "
+             "--num_processes and --process_id (and not --distributed).")
+  if not 0 <= _PROCESS_ID.value < _NUM_PROCESSES.value:
+    sys.exit(f"Error: --process_id must be in [0, --num_processes={_NUM_PROCESSES.value}), got "
+             f"{_PROCESS_ID.value}.")
+  jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                             num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -59,6 +91,7 @@ def main(argv):
   workdir = _WORKDIR.value
   # Process-wide CPU settings (gen_jax/host_memory.py): the entry point's choice, before JAX runs.
   host_memory.configure_process(_CONFIG.value)
+  _join_processes()
   try:
     result = train_and_evaluate(_CONFIG.value, workdir)
   except (config_lib.ConfigError, names.UnknownNameError, data.DatasetNotPreparedError,
@@ -66,6 +99,8 @@ def main(argv):
           checkpoint_lib.CheckpointDirInUseError, checkpoint_lib.CheckpointMismatchError,
           checkpoint_lib.NoGoodCheckpointError, NonFiniteError) as error:
     sys.exit(f"Error: {error}")  # the message names what is wrong and what to change
+  if jax.process_index() != 0:
+    return  # process 0 writes the outputs and reports them
   step, num_steps = int(result.state.step), config_lib.resolve(_CONFIG.value).train.num_steps
   if step < num_steps:  # stopped early (SIGTERM): not done
     print(f"\nStopped at step {step} of {num_steps}; rerun the same command to resume. "

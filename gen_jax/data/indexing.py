@@ -5,13 +5,13 @@ one batch, so any batch can be rebuilt from `(plan, step)` alone, which is what 
 `DataIterator`'s state a single step count.
 
 Epoch `e` orders the `N` examples by `permutation(seed, e, N)` (the identity without shuffling).
-Process `p` of `P` takes positions `p, p + P, p + 2P, ...` of that order: `S = N // P` of them
-when remainders are dropped (every process sees the same number of examples; the up to `P - 1`
-left over change from epoch to epoch when shuffling), `S = ceil(N / P)` otherwise, the positions
-past `N` being padding. The process then reads its `S` examples of epoch 0, then of epoch 1,
-... as one stream cut into batches of `batch_size`, so a batch may straddle two epochs (as
-`grain`'s `repeat().batch()` does). With `num_epochs=E` the stream has `E * S` examples; the
-last batch is dropped when short, or padded and marked invalid.
+The epochs form one stream (epoch 0, then epoch 1, ...) cut into global batches of
+`B = process_count * batch_size` rows, so a batch may straddle two epochs (as `grain`'s
+`repeat().batch()` does). Process `p` reads rows `p * batch_size .. (p + 1) * batch_size - 1` of
+every global batch: the global batch, and so the whole run, is the same for any number of
+processes (1 process x 8 devices and 2 processes x 4 devices train on the same batches). With
+`num_epochs=E` the stream has `E * N` examples; the last global batch is dropped when short, or
+padded and its padding rows marked invalid (a process's share may then be all padding).
 """
 
 import dataclasses
@@ -40,21 +40,14 @@ class Plan:
   process_count: int
 
   @property
-  def shard_size(self) -> int:
-    """S, this process's positions per epoch (padding included when not dropping)."""
-    if self.drop_remainder:
-      return self.num_examples // self.process_count
-    return -(-self.num_examples // self.process_count)
-
-  @property
   def num_batches(self) -> int | None:
     """Batches in the whole stream; None when endless."""
     if self.num_epochs is None:
       return None
-    total = self.num_epochs * self.shard_size
+    total, global_batch = self.num_epochs * self.num_examples, self.batch_size * self.process_count
     if self.drop_remainder:
-      return total // self.batch_size
-    return -(-total // self.batch_size)
+      return total // global_batch
+    return -(-total // global_batch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,12 +70,13 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 def batch_positions(plan: Plan, step: int, count: int = 1) -> Positions:
   """The epoch, example index and validity of every row of batches `step .. step + count - 1`
   of this process, concatenated ([count * batch_size] rows)."""
-  stream = step * plan.batch_size + np.arange(count * plan.batch_size, dtype=np.int64)
-  epoch, within = np.divmod(stream, plan.shard_size)
-  position = plan.process_index + plan.process_count * within
-  valid = position < plan.num_examples
+  steps = step + np.arange(count, dtype=np.int64)[:, None]
+  rows = plan.process_index * plan.batch_size + np.arange(plan.batch_size, dtype=np.int64)
+  stream = (steps * plan.batch_size * plan.process_count + rows).reshape(-1)
+  epoch, position = np.divmod(stream, plan.num_examples)
+  valid = np.ones(stream.shape, bool)
   if plan.num_epochs is not None:
-    valid &= epoch < plan.num_epochs
+    valid = epoch < plan.num_epochs
   position = np.where(valid, position, 0)
   index = position
   if plan.shuffle:

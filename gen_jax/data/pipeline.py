@@ -580,8 +580,10 @@ def load(name: str, split: str, batch_size: int, seed: int, *, shuffle: bool = T
   missing or damaged on opening. Any other tfds name loads when prepared there as ArrayRecord,
   and otherwise fails at once with `DatasetNotPreparedError`; nothing is ever downloaded.
 
-  Each process reads `batch_size // process_count` examples per batch from its own disjoint
-  share of every epoch (see `indexing`); the order is fixed by `seed`.
+  Each process reads its `batch_size // process_count` rows of every global batch (see
+  `indexing`); the order is fixed by `seed`, and the global batches do not depend on the number
+  of processes, except for random preprocessing and fresh toy2d samples, which each process
+  draws for its own rows.
 
   Byte streams (python_source, tiny_shakespeare) yield `tokens` int32 [b, seq_len] and `mask`
   float32 [b, seq_len]. The stream is the split's bytes preceded by one context byte "\\n" (what
@@ -670,8 +672,10 @@ def load(name: str, split: str, batch_size: int, seed: int, *, shuffle: bool = T
   fingerprint = dict(
       name=name, split=split, batch_size=batch_size, seed=seed, shuffle=shuffle,
       num_epochs=num_epochs, drop_remainder=drop_remainder, seq_len=seq_len, fresh=fresh,
-      preprocess=list(preprocess), process_count=process_count,
+      preprocess=list(preprocess),
       **({"eval_stride": eval_stride} if eval_stride else {}))
+  if fresh or not all(fn.__name__ in preprocess_lib.DETERMINISTIC for fn in fns):
+    fingerprint["process_count"] = process_count  # each process draws for its own rows
   return DataIterator(_batches(make_batch, num_batches), dataset_info, num_batches, fingerprint,
                       make_batches)
 
@@ -742,10 +746,10 @@ def _file_reader(name: str, split: str, root: str, seq_len: int | None,
         reader=_example_reader(builder, prepared, split, source, dataset_info.element_spec,
                                in_memory))
 
-  if plan.shard_size < 1 or plan.num_batches == 0:
-    raise ValueError(f"{name!r} {split!r} has {plan.num_examples} examples: too few for "
-                     f"{plan.process_count} processes and batches of {plan.batch_size} each; "
-                     "pass drop_remainder=False or a smaller batch.")
+  if plan.num_examples < 1 or plan.num_batches == 0:
+    raise ValueError(f"{name!r} {split!r} has {plan.num_examples} examples: too few for one "
+                     f"batch of {plan.batch_size * plan.process_count}; pass "
+                     "drop_remainder=False or a smaller batch.")
 
   def read_steps(start: int, n: int) -> tuple[Batch, np.ndarray]:
     positions = indexing.batch_positions(plan, start, n)

@@ -135,7 +135,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   p_sample = setup.sample_fn(cfg_train.num_samples)
 
   writer = logging_lib.MetricWriter(
-      workdir, reference_points=logging_lib.reference_points(train_data.info, example))
+      workdir, reference_points=logging_lib.reference_points(train_data.info, example),
+      primary=jax.process_index() == 0)
   averager = _MetricAverager()
   eval_rng, sample_rng = jax.random.split(jax.random.fold_in(setup.rng, 1))
   last_saved = resumed_from
@@ -168,7 +169,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   def sample(state: TrainState, step: int) -> list[Path]:
     rng = jax.random.fold_in(sample_rng, step)
     written = writer.write_samples(step, jax.device_get(p_sample(state.variables(), rng)))
-    if plot_fn is not None:
+    if plot_fn is not None and writer.primary:
       written += plot_fn(state.variables(use_ema=False), rng, step=step,
                          directory=writer.workdir / "samples")
     return written

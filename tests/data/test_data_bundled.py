@@ -86,15 +86,16 @@ def test_digits_shards_are_disjoint_and_complete(data_dir):
     batches = list(it)
     assert all(b["image"].shape[0] == 32 for b in batches)
     rows.append(np.concatenate([b["image"][b["valid"]] for b in batches]))
-  assert len(rows[0]) == 719 and len(rows[1]) == 718
+  # 1,437 examples in global batches of 64: 22 whole ones and 29 rows, all in process 0's half.
+  assert len(rows[0]) == 22 * 32 + 29 and len(rows[1]) == 22 * 32
   together = np.concatenate(rows)[..., 0].reshape(1437, -1)
   # Same multiset of examples as the split: sort rows of both lexicographically.
   np.testing.assert_array_equal(_sorted_rows(together),
                                 _sorted_rows(want_images.reshape(1437, -1)))
-  # Without shuffling, process p holds examples p, p + 2, ... of the split.
+  # Without shuffling, process p of 2 holds rows 32p .. 32p + 31 of each global batch of 64.
   first = next(_load("digits", "train", 64, data_dir, shuffle=False, process_index=1,
                      process_count=2))
-  np.testing.assert_array_equal(first["image"][..., 0], want_images[1:64:2])
+  np.testing.assert_array_equal(first["image"][..., 0], want_images[32:64])
 
 
 def _sorted_rows(a: np.ndarray) -> np.ndarray:
@@ -306,12 +307,11 @@ def test_eval_windows_split_between_processes(data_dir):
   single = list(_eval("python_source/tiny", "test", 8, data_dir, seq_len=32))
   shards = [list(_eval("python_source/tiny", "test", 8, data_dir, seq_len=32,
                        process_index=p, process_count=2)) for p in range(2)]
-  assert len(shards[0]) == len(shards[1])
-  interleaved = np.stack([_rows(shards[0], "tokens"), _rows(shards[1], "tokens")], 1)
-  interleaved_mask = np.stack([_rows(shards[0], "mask"), _rows(shards[1], "mask")], 1)
-  n = int(_rows(single, "valid").sum())
-  np.testing.assert_array_equal(interleaved.reshape(-1, 32)[:n], _rows(single, "tokens")[:n])
-  assert interleaved_mask.sum() == _rows(single, "mask").sum()
+  # Each global batch of 8 windows is process 0's 4 rows, then process 1's.
+  assert len(shards[0]) == len(shards[1]) == len(single)
+  for key in ("tokens", "mask", "valid"):
+    together = [np.concatenate([a[key], b[key]]) for a, b in zip(*shards)]
+    np.testing.assert_array_equal(np.concatenate(together), _rows(single, key))
 
 
 def test_training_windows_are_whole_substrings(data_dir):

@@ -65,17 +65,20 @@ def test_a_prepared_dataset_loads_by_name(prepared_dir):
 
 
 @pytest.mark.parametrize("drop_remainder", [True, False])
-def test_process_shards_of_a_prepared_dataset_are_disjoint(prepared_dir, drop_remainder):
-  shards = [
-      _ids(data.load("counting_examples", "train", 6, 3, data_dir=prepared_dir, num_epochs=1,
-                     drop_remainder=drop_remainder, process_index=p, process_count=3,
-                     in_memory=False))
-      for p in range(3)]
-  assert all(len(s) == len(set(s)) for s in shards)
-  assert not set(shards[0]) & set(shards[1]) and not set(shards[1]) & set(shards[2])
-  assert not set(shards[0]) & set(shards[2])
-  union = set().union(*map(set, shards))
-  assert union == set(range(50)) if not drop_remainder else len(union) == 48
+def test_processes_of_a_prepared_dataset_read_blocks_of_the_global_batches(prepared_dir,
+                                                                           drop_remainder):
+  # Oracle: one process reading the global batches of 6; process p of 3 reads rows 2p, 2p + 1.
+  load = lambda p, count, batch: list(data.load(
+      "counting_examples", "train", batch, 3, data_dir=prepared_dir, num_epochs=1,
+      drop_remainder=drop_remainder, process_index=p, process_count=count, in_memory=False))
+  whole = load(0, 1, 6)
+  shares = [load(p, 3, 6) for p in range(3)]
+  assert len(whole) == (8 if drop_remainder else 9)  # 50 examples: 50 // 6 or ceil(50 / 6)
+  for step, batch in enumerate(whole):
+    np.testing.assert_array_equal(
+        np.concatenate([share[step]["id"] for share in shares]), batch["id"])
+  ids = np.concatenate([b["id"][b["valid"]] if "valid" in b else b["id"] for b in whole])
+  assert sorted(ids) == list(range(50)) if not drop_remainder else len(set(ids)) == 48
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "celeb_a",

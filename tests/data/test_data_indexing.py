@@ -42,29 +42,33 @@ def test_padding_is_only_at_the_end():
 
 
 @pytest.mark.parametrize("drop_remainder", [True, False])
-def test_process_shards_are_disjoint(drop_remainder):
-  shards = []
-  for p in range(3):
-    plan = _plan(num_examples=11, batch_size=2, num_epochs=1, drop_remainder=drop_remainder,
-                 process_index=p, process_count=3)
-    epoch, index = _stream(plan)
-    shards.append(set(index.tolist()))
-    assert len(index) == len(shards[-1])
-  assert not (shards[0] & shards[1] or shards[0] & shards[2] or shards[1] & shards[2])
-  union = set().union(*shards)
-  if drop_remainder:
-    assert all(len(s) == 2 for s in shards)  # S = 3, floor(3 / 2) batches of 2 each
-  else:
-    assert union == set(range(11))
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_processes_read_blocks_of_the_global_batches_of_one_process(drop_remainder, shuffle):
+  # Oracle: one process with the global batch of 6. Process p of 3 (batches of 2) must read rows
+  # 2p, 2p + 1 of each of its global batches, so that any process count trains on the same data.
+  one = _plan(num_examples=11, batch_size=6, num_epochs=2, drop_remainder=drop_remainder,
+              shuffle=shuffle)
+  plans = [_plan(num_examples=11, batch_size=2, num_epochs=2, drop_remainder=drop_remainder,
+                 shuffle=shuffle, process_index=p, process_count=3) for p in range(3)]
+  assert all(plan.num_batches == one.num_batches for plan in plans)
+  assert one.num_batches == (3 if drop_remainder else 4)  # 22 examples: 22 // 6 or ceil(22 / 6)
+  for step in range(one.num_batches):
+    whole = indexing.batch_positions(one, step)
+    parts = [indexing.batch_positions(plan, step) for plan in plans]
+    for field in ("epoch", "index", "valid"):
+      np.testing.assert_array_equal(np.concatenate([getattr(q, field) for q in parts]),
+                                    getattr(whole, field))
+  if not drop_remainder:  # the last global batch: 4 real rows, then padding
+    np.testing.assert_array_equal(indexing.batch_positions(one, 3).valid, [1, 1, 1, 1, 0, 0])
+    assert not indexing.batch_positions(plans[2], 3).valid.any()  # all padding
 
 
-def test_dropped_examples_change_between_epochs():
-  seen = set()
-  for p in range(2):
-    plan = _plan(num_examples=7, batch_size=1, num_epochs=20, drop_remainder=True,
-                 process_index=p, process_count=2)
-    seen |= set(_stream(plan)[1].tolist())
-  assert seen == set(range(7))
+def test_batches_of_several_steps_are_their_steps_concatenated():
+  plan = _plan(num_examples=7, batch_size=2, num_epochs=None, process_index=1, process_count=2)
+  several = indexing.batch_positions(plan, 5, count=3)
+  single = [indexing.batch_positions(plan, step) for step in (5, 6, 7)]
+  np.testing.assert_array_equal(several.index, np.concatenate([s.index for s in single]))
+  np.testing.assert_array_equal(several.epoch, np.concatenate([s.epoch for s in single]))
 
 
 def test_endless_plans_index_any_step():
