@@ -50,6 +50,9 @@ def default_model_config() -> dict[str, Any]:
   return dict(
       # The transformer: the fields of gen_jax.nn.transformer.TransformerConfig.
       **dataclasses.asdict(TransformerConfig(vocab_size=256, num_layers=4)),
+      # Mixed precision: "bfloat16" computes in bfloat16 (softmax and logits in float32) with
+      # float32 parameters, for GPUs and TPUs.
+      compute_dtype="float32",
       label_smoothing=0.0,
       tokens_key="tokens",  # the batch key of the token ids [batch, length]
       codec="bytes",  # `CODECS`: how sample_prompt becomes ids: bytes | identity
@@ -309,6 +312,7 @@ def from_config(config: ml_collections.ConfigDict, spec: Any = None) -> Autoregr
   m = config.model
   codec = CODECS.build(m.codec, m)
   return Autoregressive(
-      network=TransformerConfig.from_config(m).make(), decoder=DECODERS.build(m.decoder, m),
+      network=TransformerConfig.from_config(m).make(dtype=jnp.dtype(m.compute_dtype)),
+      decoder=DECODERS.build(m.decoder, m),
       codec=codec, tokens_key=m.tokens_key, label_smoothing=m.label_smoothing,
       sample_prompt=_sample_prompt(m, codec), sample_length=m.sample_length)

@@ -73,6 +73,9 @@ def default_model_config() -> dict[str, Any]:
       num_levels=0,  # grey levels; 0 reads them from the data
       num_mixtures=5,  # logistic_mixture's components
       dropout_rate=0.0,  # dropout in every residual branch, during training
+      # Mixed precision for GPUs and TPUs: "bfloat16" activations, float32 parameters and
+      # likelihood.
+      compute_dtype="float32",
       # PixelCNNs.
       channels=64, num_layers=6, kernel_size=3, first_kernel_size=7,
       # The image transformer (num_layers is shared): fields of TransformerConfig.
@@ -158,7 +161,8 @@ def _conv_network(cls, m: ml_collections.ConfigDict, image_shape, num_levels: in
                   out_features: int, num_classes: int) -> ConvNetwork:
   net = cls(out_features=out_features, features=m.channels, num_layers=m.num_layers,
             kernel_size=m.kernel_size, first_kernel_size=m.first_kernel_size,
-            num_classes=num_classes, dropout_rate=m.dropout_rate)
+            num_classes=num_classes, dropout_rate=m.dropout_rate,
+            dtype=jnp.dtype(m.compute_dtype))
   return ConvNetwork(net, image_shape, num_levels)
 
 
@@ -182,7 +186,8 @@ def image_transformer_network(m: ml_collections.ConfigDict, image_shape, num_lev
       positions="none", norm=m.norm, norm_params=m.norm_params, activation=m.activation)
   return TokenNetwork(image_transformer.ImageTransformer(
       stack=stack, image_shape=tuple(image_shape), num_levels=num_levels,
-      out_features=out_features, num_classes=num_classes, positions_2d=m.positions_2d))
+      out_features=out_features, num_classes=num_classes, positions_2d=m.positions_2d,
+      dtype=jnp.dtype(m.compute_dtype)))
 
 
 # ----------------------------------------------------------------------------------------------

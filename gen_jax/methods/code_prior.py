@@ -50,6 +50,7 @@ def default_model_config() -> dict[str, Any]:
       guidance_scale=1.0,  # w: 0 unconditional, 1 conditional, > 1 guided (needs label_dropout)
       temperature=1.0, top_k=0, top_p=1.0,  # samples (gen_jax.sampling.decoding.filter_logits)
       sample_cache=True,
+      compute_dtype="float32",  # "bfloat16": mixed precision for GPUs and TPUs
   )
 
 

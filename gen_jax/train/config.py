@@ -180,6 +180,10 @@ OPTAX_KWARG_RULES = dict(
 # Ranges of the model keys, by name: the methods' default_model_config() keys that are numbers
 # or tuples of numbers. A key's type always comes from its default; a key not listed here is
 # checked by type only (and floats must be finite).
+# `model.compute_dtype` of the methods that have it: mixed precision for accelerators, where
+# bfloat16 matmuls are faster (on a CPU, float32 is).
+COMPUTE_DTYPES = {"float32": "float32", "bfloat16": "bfloat16"}
+
 MODEL_RULES = dict(
     # Sizes of networks.
     latent_dim=at_least(1), data_dim=at_least(1), feature_dim=at_least(1),
@@ -194,6 +198,8 @@ MODEL_RULES = dict(
                      note="(height, width, channels); () reads it from the dataset"),
     # Probabilities of dropping a unit or a label, and label smoothing: 1 would drop everything.
     dropout=FRACTION, dropout_rate=FRACTION, label_dropout=FRACTION, label_smoothing=FRACTION,
+    compute_dtype=Rule(choices=lambda: tuple(COMPUTE_DTYPES),
+                       note="activations and matmuls; parameters and the loss stay float32"),
     # Labels: 0 means unconditional (or none).
     num_classes=at_least(0),
     num_levels=zero_or_at_least(2, "grey levels of the images; 0 reads them from the dataset"),
