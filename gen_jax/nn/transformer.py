@@ -193,7 +193,7 @@ class CausalSelfAttention(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, mask: Array, rope: tuple[Array, Array] | None, decode: bool,
-               cache_index: Array | None) -> Array:
+               cache_index: Array | None, prefix: Array | None = None) -> Array:
     """Attends each position to the allowed ones.
 
     Args:
@@ -204,6 +204,8 @@ class CausalSelfAttention(nn.Module):
       decode: create the cache variables `[batch, length, heads, head_dim]` if they do not exist
         (inside `init`, where `length` is the cache length) and use them if they do.
       cache_index: the scalar int32 cache slot of `x[:, 0]` when the cache exists, else None.
+      prefix: optional `[2, batch or 1, P, heads, head_dim]` keys and values that every query
+        of a full (uncached) pass sees before the sequence's own (prefix tuning).
 
     Returns:
       `[batch, length, d_model]`.
@@ -246,11 +248,20 @@ class CausalSelfAttention(nn.Module):
       # lm_python config, this makes the forward pass 2.5x and the train step 1.2x faster
       # (experiments/benchmarks/lm_step.py --baseline_ref).
       q, k, v = (x.transpose(0, 2, 1, 3) for x in (q, k, v))  # [batch, heads, length, hd]
+      num_prefix = 0 if prefix is None else prefix.shape[2]
+      if num_prefix:  # [batch, heads, P, hd], seen by every query
+        pk, pv = (jnp.broadcast_to(p, (batch,) + p.shape[1:]).transpose(0, 2, 1, 3).astype(
+            k.dtype) for p in prefix)
       outs = []
       for start in range(0, length, self.query_block):
         end = min(start + self.query_block, length)
-        outs.append(_attend(q[:, :, start:end], k[:, :, :end], v[:, :, :end],
-                            mask[..., start:end, :end], self.dtype))
+        keys, values, block_mask = k[:, :, :end], v[:, :, :end], mask[..., start:end, :end]
+        if num_prefix:
+          keys = jnp.concatenate([pk, keys], axis=2)
+          values = jnp.concatenate([pv, values], axis=2)
+          block_mask = jnp.concatenate(
+              [jnp.ones(block_mask.shape[:-1] + (num_prefix,), bool), block_mask], axis=-1)
+        outs.append(_attend(q[:, :, start:end], keys, values, block_mask, self.dtype))
       out = jnp.concatenate(outs, axis=2).transpose(0, 2, 1, 3).reshape(batch, length, d_model)
     else:
       q, k, v = (x.transpose(0, 2, 1, 3) for x in (q, k, v))
@@ -280,7 +291,8 @@ class DecoderBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, mask: Array, rope: tuple[Array, Array] | None, decode: bool,
-               cache_index: Array | None, deterministic: bool) -> Array:
+               cache_index: Array | None, deterministic: bool,
+               prefix: Array | None = None) -> Array:
     norm = _NORMS[self.norm]
     if not self.norm_params:
       # Each norm feeds a Dense layer, which can absorb a scale (and a bias) into its weights.
@@ -292,7 +304,7 @@ class DecoderBlock(nn.Module):
     h = norm(dtype=self.dtype, param_dtype=self.param_dtype, name="attention_norm")(x)
     h = CausalSelfAttention(self.num_heads, dtype=self.dtype, param_dtype=self.param_dtype,
                             name="attention")(
-        h.reshape(shape), mask, rope, decode, cache_index)
+        h.reshape(shape), mask, rope, decode, cache_index, prefix)
     x = x + nn.Dropout(self.dropout_rate)(h.reshape(x.shape), deterministic=deterministic)
     h = norm(dtype=self.dtype, param_dtype=self.param_dtype, name="mlp_norm")(x)
     h = nn.Dense(self.d_ff, dtype=self.dtype, param_dtype=self.param_dtype, name="mlp_in")(h)
@@ -327,7 +339,7 @@ class DecoderStack(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, *, position_ids: Array | None = None, deterministic: bool = True,
-               decode: bool = False) -> Array:
+               decode: bool = False, prefix_kv: Array | None = None) -> Array:
     """Runs the stack.
 
     Args:
@@ -337,12 +349,27 @@ class DecoderStack(nn.Module):
         order of `x` (and of the cache) whatever the positions are.
       deterministic: disables dropout.
       decode: use and update the "cache" collection (see the module docstring).
+      prefix_kv: optional `[num_layers, 2, batch or 1, P, heads, head_dim]` keys and values
+        that every position attends to before the sequence (prefix tuning, Li and Liang 2021);
+        the sequence's positions then start at P, as after a P-token prompt. Full passes only:
+        to decode after a prefix, write it into the cache (`write_prefix`).
 
     Returns:
       `[batch, length, d_model]` hidden states after the final norm.
     """
     batch, length, d_model = x.shape
-    self._check(length, d_model)
+    num_prefix = 0 if prefix_kv is None else prefix_kv.shape[3]
+    self._check(num_prefix + length, d_model)
+    if prefix_kv is not None:
+      head_dim = d_model // self.num_heads
+      want = (self.num_layers, 2, None, None, self.num_heads, head_dim)
+      if prefix_kv.ndim != 6 or any(w not in (None, g) for w, g in zip(want, prefix_kv.shape)) \
+          or prefix_kv.shape[2] not in (1, batch):
+        raise ValueError(f"prefix_kv must be [num_layers={self.num_layers}, 2, batch or 1, P, "
+                         f"heads={self.num_heads}, head_dim={head_dim}], got {prefix_kv.shape}.")
+      if decode:
+        raise ValueError("prefix_kv is for full passes; to decode after a prefix, write it into "
+                         "the cache with gen_jax.nn.transformer.write_prefix.")
 
     cache_index = None
     if decode:
@@ -360,7 +387,7 @@ class DecoderStack(nn.Module):
     steps = jnp.arange(length, dtype=jnp.int32)
     if cache_index is None:
       mask = (steps[None, :] <= steps[:, None])[None, None]  # [1, 1, length, length]
-      default_ids = steps[None, :]  # [1, length]
+      default_ids = num_prefix + steps[None, :]  # [1, length]
     else:
       # Row b's first `padding[b]` slots hold left padding: no query sees them, and its
       # positions count from its first real token.
@@ -384,7 +411,8 @@ class DecoderStack(nn.Module):
       x = DecoderBlock(self.num_heads, self.d_ff, self.dropout_rate, self.norm,
                        self.norm_params, self.activation, self.dtype, self.param_dtype,
                        name=f"block_{layer}")(
-                           x, mask, rope, decode, cache_index, deterministic)
+                           x, mask, rope, decode, cache_index, deterministic,
+                           None if prefix_kv is None else prefix_kv[layer])
     return _NORMS[self.norm](dtype=self.dtype, param_dtype=self.param_dtype, name="final_norm")(x)
 
   def _rotary_dims(self, d_model: int) -> int:
@@ -445,27 +473,83 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, tokens: Array, *, position_ids: Array | None = None,
-               deterministic: bool = True, decode: bool = False) -> Array:
+               deterministic: bool = True, decode: bool = False,
+               prefix_kv: Array | None = None,
+               prefix_embeddings: Array | None = None) -> Array:
     """Next-token logits.
 
     Args:
-      tokens: `[batch, length]` int32 token ids.
+      tokens: `[batch, length]` int32 token ids (length may be 0 after a prefix).
       position_ids: optional `[batch, length]` positions (see `DecoderStack`).
       deterministic: disables dropout (a "dropout" rng is needed otherwise).
       decode: use and update the "cache" collection; call with `mutable=["cache"]`.
+      prefix_kv: optional per-layer keys and values before the sequence (`DecoderStack`).
+      prefix_embeddings: optional `[batch, P, d_model]` inputs placed before the tokens'
+        embeddings, as if they were embedded tokens (a frozen LM conditioned on an image,
+        Tsimpoukelli et al. 2021); works in decode mode too, which writes them into the cache.
 
     Returns:
-      `[batch, length, vocab]` float32 logits; position `i` predicts token `i + 1`.
+      `[batch, P + length, vocab]` float32 logits (P = 0 without `prefix_embeddings`); position
+      `i` predicts the token after input `i`.
     """
     embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=_EMBED_INIT, dtype=self.dtype,
                      param_dtype=self.param_dtype, name="embed")
     stack = self.config.decoder_stack(dtype=self.dtype, param_dtype=self.param_dtype,
                                       name="decoder")
-    h = stack(embed(tokens), position_ids=position_ids, deterministic=deterministic,
-              decode=decode)
+    x = embed(tokens)
+    if prefix_embeddings is not None:
+      if prefix_embeddings.ndim != 3 or prefix_embeddings.shape[0] != tokens.shape[0] \
+          or prefix_embeddings.shape[2] != self.d_model:
+        raise ValueError(f"prefix_embeddings must be [batch={tokens.shape[0]}, P, d_model="
+                         f"{self.d_model}], got {prefix_embeddings.shape}.")
+      x = jnp.concatenate([prefix_embeddings.astype(x.dtype), x], axis=1)
+    h = stack(x, position_ids=position_ids, deterministic=deterministic, decode=decode,
+              prefix_kv=prefix_kv)
     if self.tie_embeddings:
       logits = embed.attend(h.reshape(-1, self.d_model)).reshape(*h.shape[:-1], self.vocab_size)
     else:
       logits = _dense(h, nn.Dense(self.vocab_size, dtype=self.dtype, param_dtype=self.param_dtype,
                                   name="logits"))
     return logits.astype(jnp.float32)
+
+
+def write_prefix(cache: Any, prefix_kv: Array) -> Any:
+  """An empty decoding cache (`decoding.init_cache`) with `prefix_kv` in its first P slots.
+
+  The keys and values of `DecoderStack`'s `prefix_kv` are written into every block's cache at
+  slots 0 .. P-1 and `cache_index` becomes P: the decoders then continue as after a P-token
+  prompt whose keys and values these are (the prompt's tokens start at position P).
+
+  Args:
+    cache: the "cache" collection of a `Transformer` (or of a module holding a `DecoderStack`
+      named "decoder"), empty, for `batch` rows.
+    prefix_kv: `[num_layers, 2, batch or 1, P, heads, head_dim]`.
+
+  Returns:
+    The cache with the prefix written.
+
+  Raises:
+    ValueError: `prefix_kv` whose layers or trailing shape do not match the cache.
+  """
+  stack = dict(cache["decoder"])
+  blocks = sorted((k for k in stack if k.startswith("block_")), key=lambda k: int(k[6:]))
+  key_shape = stack[blocks[0]]["attention"]["cached_key"].shape  # [batch, max_len, heads, hd]
+  if (prefix_kv.ndim != 6 or prefix_kv.shape[:2] != (len(blocks), 2)
+      or prefix_kv.shape[2] not in (1, key_shape[0]) or prefix_kv.shape[3] > key_shape[1]
+      or prefix_kv.shape[4:] != key_shape[2:]):
+    raise ValueError(f"prefix_kv must be [num_layers={len(blocks)}, 2, batch or 1, P <= max_len="
+                     f"{key_shape[1]}, {key_shape[2]}, {key_shape[3]}] for this cache, got "
+                     f"{prefix_kv.shape}.")
+  if "padding" in stack and bool(jnp.any(stack["padding"] != 0)):
+    raise ValueError("write_prefix takes a cache without left padding: a prefix and prompts of "
+                     "different lengths do not combine; decode such prompts one length at a time.")
+  num_prefix = prefix_kv.shape[3]
+  for layer, name in enumerate(blocks):
+    attention = dict(stack[name]["attention"])
+    for which, entry in enumerate(("cached_key", "cached_value")):
+      old = attention[entry]
+      values = jnp.broadcast_to(prefix_kv[layer, which], (old.shape[0],) + prefix_kv.shape[3:])
+      attention[entry] = old.at[:, :num_prefix].set(values.astype(old.dtype))
+    stack[name] = {**stack[name], "attention": attention}
+  stack["cache_index"] = jnp.asarray(num_prefix, jnp.int32)
+  return {**cache, "decoder": stack}

@@ -336,3 +336,75 @@ def test_parameter_paths_are_those_checkpoints_hold():
                    **{f"decoder/block_0/{k}": v for k, v in block.items()},
                    "decoder/final_norm/scale": (8,), "decoder/final_norm/bias": (8,),
                    "logits/kernel": (8, 5), "logits/bias": (5,)}
+
+
+def _prefix_model(positions):
+  from gen_jax.nn.transformer import Transformer  # pylint: disable=g-import-not-at-top
+  model = Transformer(vocab_size=13, num_layers=2, num_heads=2, d_model=16, d_ff=32, max_len=12,
+                      positions=positions)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 12), jnp.int32))["params"]
+  return model, params
+
+
+@pytest.mark.parametrize("positions", ["learned", "rope"])
+def test_a_prefix_of_a_prompts_keys_and_values_acts_as_the_prompt(positions):
+  # Oracle: the prompt itself. Its keys and values, read from the cache after a prefill, given
+  # as prefix_kv (full pass) or written into an empty cache (decoding) must give the logits of
+  # the prompt followed by the tokens.
+  from gen_jax.nn import transformer  # pylint: disable=g-import-not-at-top
+  from gen_jax.sampling import decoding  # pylint: disable=g-import-not-at-top
+  model, params = _prefix_model(positions)
+  prompt = jnp.array([[3, 5, 7, 2], [1, 1, 9, 4]], jnp.int32)
+  tokens = jnp.array([[6, 8, 10], [12, 0, 3]], jnp.int32)
+  _, variables = model.apply({"params": params, "cache": decoding.init_cache(model, 2)}, prompt,
+                             decode=True, mutable=["cache"])
+  blocks = [variables["cache"]["decoder"][f"block_{i}"]["attention"] for i in range(2)]
+  prefix_kv = jnp.stack([jnp.stack([b["cached_key"][:, :4], b["cached_value"][:, :4]])
+                         for b in blocks])  # [layers, 2, batch, P, heads, head_dim]
+  want = model.apply({"params": params}, jnp.concatenate([prompt, tokens], axis=1))[:, 4:]
+  got = model.apply({"params": params}, tokens, prefix_kv=prefix_kv)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  cache = transformer.write_prefix(decoding.init_cache(model, 2), prefix_kv)
+  stepped, _ = model.apply({"params": params, "cache": cache}, tokens, decode=True,
+                           mutable=["cache"])
+  np.testing.assert_allclose(stepped, want, rtol=1e-5, atol=1e-5)
+  # An empty prefix is no prefix.
+  empty = prefix_kv[:, :, :, :0]
+  np.testing.assert_allclose(model.apply({"params": params}, tokens, prefix_kv=empty),
+                             model.apply({"params": params}, tokens), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("decode", [False, True])
+def test_prefix_embeddings_act_as_the_embedded_tokens(decode):
+  from gen_jax.sampling import decoding  # pylint: disable=g-import-not-at-top
+  model, params = _prefix_model("rope")
+  prompt = jnp.array([[3, 5, 7], [1, 9, 4]], jnp.int32)
+  tokens = jnp.array([[6, 8], [12, 0]], jnp.int32)
+  embedded = params["embed"]["embedding"][prompt]  # [batch, 3, d_model]
+  want = model.apply({"params": params}, jnp.concatenate([prompt, tokens], axis=1))
+  if decode:  # the prefix alone (no tokens) fills the cache, then the tokens follow
+    _, variables = model.apply({"params": params, "cache": decoding.init_cache(model, 2)},
+                               tokens[:, :0], prefix_embeddings=embedded, decode=True,
+                               mutable=["cache"])
+    got, _ = model.apply({"params": params, "cache": variables["cache"]}, tokens, decode=True,
+                         mutable=["cache"])
+    want = want[:, 3:]
+  else:
+    got = model.apply({"params": params}, tokens, prefix_embeddings=embedded)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_prefixes_of_the_wrong_shape_are_refused():
+  from gen_jax.nn import transformer  # pylint: disable=g-import-not-at-top
+  from gen_jax.sampling import decoding  # pylint: disable=g-import-not-at-top
+  model, params = _prefix_model("rope")
+  tokens = jnp.zeros((2, 3), jnp.int32)
+  with pytest.raises(ValueError, match=r"prefix_kv must be \[num_layers=2, 2, batch or 1, P, "
+                                       r"heads=2, head_dim=8\], got \(3, 2, 1, 4, 2, 8\)"):
+    model.apply({"params": params}, tokens, prefix_kv=jnp.zeros((3, 2, 1, 4, 2, 8)))
+  with pytest.raises(ValueError, match=r"prefix_embeddings must be \[batch=2, P, d_model=16\]"):
+    model.apply({"params": params}, tokens, prefix_embeddings=jnp.zeros((2, 4, 8)))
+  with pytest.raises(ValueError, match="exceeds max_len=12"):
+    model.apply({"params": params}, tokens, prefix_kv=jnp.zeros((2, 2, 1, 10, 2, 8)))
+  with pytest.raises(ValueError, match="without left padding"):
+    transformer.write_prefix(decoding.init_cache(model, 2, [0, 1]), jnp.zeros((2, 2, 1, 4, 2, 8)))
