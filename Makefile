@@ -1,6 +1,8 @@
 # The two commands of the README. Each sets up a fresh machine by itself.
+# PYTHON and VENV choose the environment: `make test PYTHON=python3.13 VENV=.venv-newest` runs
+# the suite on another Python, in its own venv (.ci/run does both).
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs/demo
@@ -10,7 +12,7 @@ TEST_WORKERS ?= 2
 
 .PHONY: setup demo test clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
