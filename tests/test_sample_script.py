@@ -40,10 +40,17 @@ def sample_module():
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   yield module
-  # Only the script's own flags: libraries it imported (grain) keep theirs, which their
-  # modules, already imported, would not define again.
-  for flag in flags.FLAGS.flags_by_module_dict().get("sample_script", []):
-    delattr(flags.FLAGS, flag.name)
+  remove_script_flags(module)
+
+
+def remove_script_flags(module) -> None:
+  """Deletes the flags `module` defined (its `FlagHolder`s), and only those: libraries it
+  imported (grain) keep theirs, which their modules, already imported, would not define again.
+  (absl's flags_by_module_dict names the defining module "importlib._bootstrap" on Python 3.13
+  for a module run by `exec_module`, so it cannot find them.)"""
+  for holder in vars(module).values():
+    if isinstance(holder, flags.FlagHolder) and holder.name in flags.FLAGS:
+      delattr(flags.FLAGS, holder.name)
 
 
 @pytest.fixture(scope="module")
