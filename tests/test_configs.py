@@ -38,6 +38,7 @@ def test_default_config_resolves_and_documents_its_command(path):
 VARIANTS = {
     "dcgan_digits": ("transpose",), "dcgan_mnist": ("conditional", "transpose", "conditional,tiny"),
     "ddpm_toy2d": ("grid25", "swiss_roll", "grid25,tiny"), "vae_digits": ("iwae", "iwae,tiny"),
+    "ddpm_digits_text": ("all", "all,tiny"),
     "gan_ring8": ("collapse", "conditional", "conditional,tiny"),
     "gan_grid25": ("collapse", "conditional", "conditional,tiny"),
     "pixelcnn_digits": ("conditional", "plain", "conditional,tiny", "plain,tiny"),
@@ -55,6 +56,7 @@ VARIANTS = {
     "classifier_digits": ("adversarial", "adversarial,tiny"),
     "style_transfer": ("lbfgs", "noise", "256", "vgg", "lbfgs,tiny"),
     "nerf_scene": ("64", "coarse", "coarse,tiny"),
+    "prefix_tuning_python": ("all", "all,tiny"),
 }
 CASES = [(p, arg) for p in CONFIGS for arg in ("", "tiny", *VARIANTS.get(p.stem, ()))]
 

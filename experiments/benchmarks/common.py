@@ -74,12 +74,12 @@ class Rows(list):
 
 def train(spec: str, workdir: Path, overrides: dict | None = None
           ) -> tuple[object, loop.TrainResult, float]:
-  """Trains config `spec` with `{"section.key": value}` overrides through `train_and_evaluate`;
-  returns (method, result, seconds)."""
+  """Trains config `spec` with `{"section.key": value}` overrides (`{"seed": value}` for a
+  top-level key) through `train_and_evaluate`; returns (method, result, seconds)."""
   config = load_config(spec)
   for key, value in (overrides or {}).items():
-    section, name = key.split(".")
-    config[section][name] = value
+    section, _, name = key.rpartition(".")
+    (config[section] if section else config)[name] = value
   tic = time.perf_counter()
   result = loop.train_and_evaluate(config, workdir)
   method = loop.build_method(config_lib.resolve(config))

@@ -6,7 +6,8 @@ registry: `gen_jax.data` constructs them by class, which keeps the names free fo
 
 - `digits`: scikit-learn's 8x8 handwritten digits, grey levels 0..16.
 - `toy2d/<config>`: 100,000 training and 10,000 test points of each `toy2d` distribution.
-- `python_source[/tiny]`: the standard library's `.py` files, one record per file.
+- `python_source[/tiny|/tests|/tests_tiny]`: the standard library's `.py` files, one record per
+  file (`tests`: its test files only, which the others leave out).
 - `sample_images[/128|/64|/256]`: scikit-learn's two sample photographs (china, flower),
   centre-cropped to a square and resized; content and style images for style transfer.
 - `scene[/primitives_32|/primitives_64|/sphere_32]`: posed images of a procedural 3-D scene
@@ -150,9 +151,11 @@ class Toy2d(LocalBuilder, skip_registration=True):
 
 @dataclasses.dataclass(eq=False)
 class PythonSourceConfig(tfds.core.BuilderConfig):
-  """A `python_source` config; `max_files` keeps only the first files of the sorted list."""
+  """A `python_source` config; `max_files` keeps only the first files of the sorted list;
+  `tests` lists the test files (`corpus.list_test_files`) instead of the others."""
 
   max_files: int | None = None
+  tests: bool = False
 
 
 class PythonSource(LocalBuilder, skip_registration=True):
@@ -161,7 +164,9 @@ class PythonSource(LocalBuilder, skip_registration=True):
   Features: `bytes` uint8 [file_size] (the file's raw bytes), `path` (relative POSIX path).
   A split's byte stream is the plain concatenation of its records. The metadata records the
   Python version and, per split, the number of files and bytes and the sha256 of the stream.
-  The `tiny` config (first 60 files: 57 train, 3 test) exists for fast tests.
+  The `tiny` config (first 60 files: 57 train, 3 test) exists for fast tests. `tests` holds
+  the test files instead (`corpus.list_test_files`: under test/ or tests/ folders, or named
+  test_*.py), split by the same rule; `tests_tiny` its first 60.
   """
 
   name = "python_source"
@@ -170,6 +175,13 @@ class PythonSource(LocalBuilder, skip_registration=True):
       PythonSourceConfig(name="full", description="Every file of the standard library."),
       PythonSourceConfig(name="tiny", description="The first 60 files, for tests.",
                          max_files=60),
+      # The test files, which the other configs leave out: a kind of code that a language
+      # model trained on `full` has never seen (prefix tuning's target, gen_jax.methods.
+      # prefix_tuning).
+      PythonSourceConfig(name="tests", description="The test files (test folders, test_*.py).",
+                         tests=True),
+      PythonSourceConfig(name="tests_tiny", description="The first 60 test files, for tests.",
+                         tests=True, max_files=60),
   ]
   VOCAB_SIZE = 256
 
@@ -190,7 +202,8 @@ class PythonSource(LocalBuilder, skip_registration=True):
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download.
     root = corpus.stdlib_root()
-    paths = corpus.list_files(root)[:self.builder_config.max_files]
+    list_files = corpus.list_test_files if self.builder_config.tests else corpus.list_files
+    paths = list_files(root)[:self.builder_config.max_files]
     files = corpus.split_files(paths)
     contents = {split: [corpus.read_bytes(root, p) for p in ps] for split, ps in files.items()}
     self.info.metadata.update(

@@ -2,8 +2,9 @@
 
 Generic over token data. Batches hold token ids `[batch, length]` under `tokens_key` ("tokens"
 for text; e.g. "codes" for a prior over VQ codes, or flattened pixel levels), and, for
-evaluation windows, `mask` `[batch, length]` marking the targets that count: position i is
-predicted from positions < i, so the model reads ids[:, :-1] and is scored on ids[:, 1:].
+evaluation windows, `mask` `[batch, length]` (the key `mask_key` names) marking the targets that
+count: position i is predicted from positions < i, so the model reads ids[:, :-1] and is scored
+on ids[:, 1:].
 Evaluation reports bits per token (bits per byte for byte-level corpora) over every scored token
 of the split.
 
@@ -55,6 +56,9 @@ def default_model_config() -> dict[str, Any]:
       compute_dtype="float32",
       label_smoothing=0.0,
       tokens_key="tokens",  # the batch key of the token ids [batch, length]
+      # The batch key of the target weights [batch, length] (a caption's bytes:
+      # "name_caption_mask"); "" uses "mask" when the batch has it (a byte stream's windows).
+      mask_key="",
       codec="bytes",  # `CODECS`: how sample_prompt becomes ids: bytes | identity
       # What the loop's periodic samples look like (experiments/sample.py takes its own flags).
       sample_prompt="def ",  # encoded by the codec (identity: ids such as "0" or "3 1 4")
@@ -187,6 +191,8 @@ class Autoregressive:
     decoder: the loop's decoding strategy, and `generate`'s default.
     codec: turns prompt strings into ids and ids into text (for callers that show samples).
     tokens_key: the batch key of the token ids.
+    mask_key: the batch key of the target weights [batch, length]; "" reads "mask" when the
+      batch has it; without weights every target counts.
     label_smoothing: eps of the training loss (evaluation is always unsmoothed).
     sample_prompt: token ids the loop's samples start from (at least one).
     sample_length: tokens the loop's samples generate.
@@ -196,6 +202,7 @@ class Autoregressive:
   decoder: Decoder = Sampling()
   codec: Codec = IdentityCodec()
   tokens_key: str = "tokens"
+  mask_key: str = ""
   label_smoothing: float = 0.0
   sample_prompt: tuple[int, ...] = (0,)
   sample_length: int = 128
@@ -216,7 +223,8 @@ class Autoregressive:
 
   def _token_losses(self, params, batch: Batch, *, rng: PRNGKey | None, smoothing: float):
     tokens = self._tokens(batch)
-    weights = batch["mask"][:, 1:] if "mask" in batch else None
+    mask_key = self.mask_key or "mask"
+    weights = batch[mask_key][:, 1:] if mask_key in batch else None
     train = rng is not None and self.network.dropout_rate > 0
     logits = self.network.apply({"params": params}, tokens[:, :-1], deterministic=not train,
                                 rngs={"dropout": rng} if train else None)
@@ -314,5 +322,6 @@ def from_config(config: ml_collections.ConfigDict, spec: Any = None) -> Autoregr
   return Autoregressive(
       network=TransformerConfig.from_config(m).make(dtype=jnp.dtype(m.compute_dtype)),
       decoder=DECODERS.build(m.decoder, m),
-      codec=codec, tokens_key=m.tokens_key, label_smoothing=m.label_smoothing,
+      codec=codec, tokens_key=m.tokens_key, mask_key=m.mask_key,
+      label_smoothing=m.label_smoothing,
       sample_prompt=_sample_prompt(m, codec), sample_length=m.sample_length)

@@ -7,18 +7,22 @@ a frozen dataclass of strategies; every variant is a strategy passed in, never a
 
   network         `apply(variables, x_t, t, cond, train=...) -> prediction`, a module of
                   `gen_jax.nn.unet` built by `{model.network}_network` in this module
-                  (`unet_network` for images, `mlp_network` for points).
+                  (`unet_network` for images, `mlp_network` for points, `text_unet_network`
+                  for GLIDE's text-conditional U-Net).
   schedule        a `gen_jax.schedules.Schedule`, `gen_jax.schedules.{model.schedule}`
                   (`linear`, `cosine`) with `model.num_timesteps` steps.
   prediction_fn   how the output is read: `gen_jax.predictions.{model.prediction}_prediction`
                   (eps, x0, v) -> (x0_hat, eps_hat).
   loss_fn         the per-example loss `gen_jax.losses.denoising.{model.loss}_mse` (eps, x0, v,
                   min_snr, with `model.min_snr_gamma`): each a weighting of the noise levels.
-  conditioning    a strategy of `gen_jax.conditioning`: `Unconditional()` or
+  conditioning    a strategy of `gen_jax.conditioning`: `Unconditional()`,
                   `ClassConditional(num_classes, key, drop_prob)`, whose label is replaced by
                   the null label `num_classes` with probability `drop_prob` in training, so one
                   network is both conditional and unconditional, as classifier-free guidance
-                  needs (Ho & Salimans 2021).
+                  needs (Ho & Salimans 2021); or `TextConditional(prompts, max_len, ...)`, byte
+                  tokens of a caption (`model.text_key`) replaced by the empty prompt with that
+                  probability, sampled for the prompts `model.prompts` (GLIDE, Nichol et al.
+                  2022).
   sampler         a `Sampler`: `DDPM(posterior_variance)` or `DDIM(eta)`, wrapping
                   `gen_jax.sampling.diffusion`, with `sample_steps` steps, `guidance_scale` w
                   (0 unconditional, 1 conditional, > 1 guided) and `clip_x0` (1 for images in
@@ -32,6 +36,11 @@ Data are `batch[data_key]`: images [batch, h, w, c] in [-1, 1] (`scale_to_unit`)
 +-4: data_scale 2); samples are multiplied back. The EMA of the parameters, which diffusion
 models sample from, is the backbone's (`config.train.ema_decay`): `sample` and `evaluate` use
 whatever parameters they are given.
+
+With `weight_key` set, the training loss is the mean of the per-example losses weighted by
+`batch[weight_key]` [batch] (sum of w * loss over the sum of w): an example of weight 0 gives no
+gradient, which is how a config holds examples out of training in the data pipeline
+(`gen_jax.data.preprocess.hold_out_combinations`). Evaluation scores every example.
 """
 
 import dataclasses
@@ -46,10 +55,10 @@ import ml_collections
 import numpy as np
 
 from gen_jax import names, predictions, schedules
-from gen_jax.conditioning import ClassConditional, Conditioning, Unconditional
+from gen_jax.conditioning import ClassConditional, Conditioning, TextConditional, Unconditional
 from gen_jax.losses import denoising
 from gen_jax.methods.base import DataSpec, Player
-from gen_jax.nn import unet
+from gen_jax.nn import text, unet
 from gen_jax.sampling import diffusion as sampling
 from gen_jax.types import Array, Batch, Params, PRNGKey, Variables
 
@@ -57,7 +66,20 @@ PLAYER = "denoiser"
 # Model keys that only change how a run samples, never the parameters: a resumed run may change
 # them (gen_jax.train.checkpoint).
 SAMPLING_KEYS = frozenset({"sampler", "sample_steps", "eta", "posterior_variance",
-                           "guidance_scale", "clip_x0"})
+                           "guidance_scale", "clip_x0", "prompts"})
+# Ranges of the keys no other method has (`gen_jax.train.config.MODEL_RULES` holds the shared
+# ones): the arguments of a config `Rule`.
+MODEL_RULES = dict(
+    max_text_len=dict(low=1, note="the byte length of every caption and prompt"),
+    text_vocab_size=dict(low=2, high=256, note="byte ids 1 .. text_vocab_size - 1; 128 is ASCII"),
+    text_features=dict(low=1, note="width of the text encoder's token features"),
+    text_layers=dict(low=0, note="transformer blocks of the text encoder"),
+    text_heads=dict(low=1, note="attention heads of the text encoder"),
+    attention_levels=dict(low=0, items=int, note="U-Net levels (0 the finest) that attend to "
+                                                 "the text"),
+    attention_heads=dict(low=1, note="heads of the U-Net's text attention blocks"),
+    prompts=dict(items=str, note="the sampling prompts of a text-conditional model"),
+)
 
 
 def default_model_config() -> dict[str, Any]:
@@ -78,7 +100,17 @@ def default_model_config() -> dict[str, Any]:
       data_scale=1.0,  # examples are divided by this for the model, samples multiplied
       label_key="",  # "" unconditional; else the batch entry of int labels ("label", "mode")
       num_classes=0,  # number of labels when label_key is set (the null label is num_classes)
-      label_dropout=0.1,  # probability of training on the null label instead of the label
+      label_dropout=0.1,  # probability of training on the null label (or the empty prompt)
+      text_key="",  # "" no text; else the batch entry of byte tokens ("caption")
+      max_text_len=32,  # text: token length L of captions and prompts
+      text_vocab_size=128,  # text: byte ids 1 .. text_vocab_size - 1 (0 is padding)
+      text_features=64,  # text: width of the text encoder
+      text_layers=2,  # text: transformer blocks of the text encoder
+      text_heads=4,  # text: attention heads of the text encoder
+      attention_levels=(1,),  # text_unet: levels (0 the finest) attending to the text
+      attention_heads=4,  # text_unet: heads of those attention blocks
+      prompts=(),  # text: the sampling prompts, e.g. ("a thick seven", "a thin, slanted two")
+      weight_key="",  # "" every example counts; else the batch entry of per-example weights
       sampler="ddpm",  # a Sampler of this module: ddpm | ddim
       sample_steps=1000,  # sampler steps, 1 .. num_timesteps
       eta=0.0,  # ddim: 0 deterministic, 1 DDPM's posterior variance
@@ -146,6 +178,7 @@ class Diffusion:
     clip_x0: clip x0 estimates to [-clip_x0, clip_x0] while sampling (0: none).
     data_key: the batch entry holding examples.
     data_scale: examples are divided by it; samples multiplied.
+    weight_key: "" or the batch entry of per-example training weights [batch].
   """
 
   network: nn.Module
@@ -160,6 +193,7 @@ class Diffusion:
   clip_x0: float = 0.0
   data_key: str = "image"
   data_scale: float = 1.0
+  weight_key: str = ""
 
   def __post_init__(self):
     if not 1 <= self.sample_steps <= self.schedule.num_timesteps:
@@ -209,7 +243,13 @@ class Diffusion:
     labels = self.conditioning.train(batch, label_rng)
     loss, eps_mse = self.per_example_loss(player_params, self.data(batch), labels, loss_rng,
                                           train=True)
-    return jnp.mean(loss), ({"eps_mse": jnp.mean(eps_mse)}, model_state)
+    if not self.weight_key:
+      return jnp.mean(loss), ({"eps_mse": jnp.mean(eps_mse)}, model_state)
+    weight = jnp.asarray(batch[self.weight_key], jnp.float32)  # [batch]
+    total = jnp.maximum(jnp.sum(weight), 1e-12)  # a batch of held-out examples only: loss 0
+    return (jnp.sum(weight * loss) / total,
+            ({"eps_mse": jnp.sum(weight * eps_mse) / total, "weight": jnp.mean(weight)},
+             model_state))
 
   def evaluate(self, variables: Variables, batch: Batch, rng: PRNGKey) -> dict[str, Array]:
     """Per-example denoising losses [batch] at random timesteps: `loss` (the training loss)
@@ -226,8 +266,10 @@ class Diffusion:
 
   def denoise_fn(self, variables: Variables, labels: Array | None,
                  guidance_scale: float | None = None) -> sampling.DenoiseFn:
-    """The sampler's `denoise_fn(x_t, t)`: the model with `labels` [n] bound, guided with
-    scale w (0 unconditional, 1 conditional) when the model is conditional."""
+    """The sampler's `denoise_fn(x_t, t)`: the model with the conditions `labels` bound (labels
+    [n], or prompts' tokens [n, L]), guided with scale w (0 unconditional, 1 conditional) when
+    the model is conditional; the unconditional branch feeds `conditioning.null(n)`, the null
+    label or the empty prompt."""
     params = variables["params"][PLAYER]
     if labels is None:
       return lambda x, t: self.denoise(params, x, t, None)
@@ -244,7 +286,9 @@ class Diffusion:
     """Runs the sampler for `num` examples; all in the model's scale (see `sample`).
 
     Args:
-      labels: [num] classes of a conditional model (default: equal blocks of each class).
+      labels: the conditions of a conditional model: classes [num], or prompts' token ids
+        [num, L] (`conditioning.encode(texts)`); default equal blocks of each class or
+        sampling prompt (`conditioning.blocks`).
       guidance_scale: w; default the method's.
       num_steps: sampler steps; default the method's `sample_steps`.
       sampler: a `Sampler`, `DDPM(...)` or `DDIM(...)`; default the method's.
@@ -261,7 +305,9 @@ class Diffusion:
 
   def sample(self, variables: Variables, rng: PRNGKey, num: int, **kw) -> dict[str, Array]:
     """`samples`: [num, h, w, c] images in [-1, 1] or points [num, d], from the default
-    sampler; keywords as `generate`. A conditional model's samples come in class blocks."""
+    sampler; keywords as `generate`. A conditional model's samples come in blocks of each
+    class or sampling prompt: with num = k * num_conditions, row r of a k-column grid shows
+    condition r."""
     out = self.generate(variables, rng, num, **kw)
     return {"samples": out.samples * self.data_scale}
 
@@ -321,12 +367,37 @@ def unet_network(m: ml_collections.ConfigDict, num_classes: int | None) -> nn.Mo
                    emb_features=m.emb_features, num_classes=num_classes, dropout=m.dropout)
 
 
+def text_unet_network(m: ml_collections.ConfigDict, num_classes: int | None) -> nn.Module:
+  """GLIDE's text-conditional U-Net (`gen_jax.nn.unet.TextUNet`), for `model.text_key`."""
+  if num_classes is not None or not m.text_key:
+    raise ValueError("model.network='text_unet' reads captions: set model.text_key (e.g. "
+                     "'caption') and leave model.label_key ''.")
+  return unet.TextUNet(
+      unet=unet.UNet(widths=tuple(m.widths), blocks_per_level=m.blocks_per_level,
+                     emb_features=m.emb_features, dropout=m.dropout,
+                     attention_levels=tuple(m.attention_levels),
+                     attention_heads=m.attention_heads),
+      encoder=text.TextEncoder(vocab_size=m.text_vocab_size, max_len=m.max_text_len,
+                               features=m.text_features, num_layers=m.text_layers,
+                               num_heads=m.text_heads))
+
+
 def mlp_network(m: ml_collections.ConfigDict, num_classes: int | None) -> nn.Module:
   return unet.MLPDenoiser(features=tuple(m.features), emb_features=m.emb_features,
                           num_classes=num_classes, activation=m.activation)
 
 
 def _conditioning(m: ml_collections.ConfigDict) -> Conditioning:
+  if m.text_key:
+    if m.label_key:
+      raise ValueError(f"model.label_key={m.label_key!r} and model.text_key={m.text_key!r} are "
+                       "both set: a model is conditioned on labels or on text; clear one.")
+    if m.network != "text_unet":
+      raise ValueError(f"model.text_key={m.text_key!r} makes the model text-conditional: set "
+                       f"model.network='text_unet' (got {m.network!r}).")
+    return TextConditional(prompts=tuple(m.prompts), max_len=m.max_text_len,
+                           vocab_size=m.text_vocab_size, key=m.text_key,
+                           drop_prob=m.label_dropout)
   if not m.label_key:
     return Unconditional()
   if m.num_classes < 1:
@@ -365,4 +436,5 @@ def from_config(config: ml_collections.ConfigDict, spec: DataSpec | None = None)
       guidance_scale=m.guidance_scale,
       clip_x0=m.clip_x0,
       data_key=m.data_key,
-      data_scale=m.data_scale)
+      data_scale=m.data_scale,
+      weight_key=m.weight_key)

@@ -35,6 +35,33 @@ class Classifier(nn.Module):
     return nn.Dense(self.num_classes)(features)
 
 
+class PrefixEncoder(nn.Module):
+  """Images -> a language model's input embeddings: the `Classifier`'s trunk (same convolutions
+  and feature layer) with a linear head to `prefix_length` vectors of width `d_model` instead of
+  class logits (the vision encoder of Frozen, Tsimpoukelli et al. 2021, Sec. 3, at this scale).
+
+  Attributes:
+    prefix_length: P, the embeddings per image.
+    d_model: their width (the language model's).
+    widths, feature_dim: the trunk's, as `Classifier`'s.
+  """
+
+  prefix_length: int
+  d_model: int
+  widths: Sequence[int] = (32, 64)
+  feature_dim: int = 128
+
+  @nn.compact
+  def __call__(self, images: jnp.ndarray) -> jnp.ndarray:
+    """images [batch, h, w, c] in [-1, 1] -> embeddings [batch, prefix_length, d_model]."""
+    if self.prefix_length < 1:
+      raise ValueError(f"prefix_length must be at least 1, got {self.prefix_length}.")
+    features = Classifier(num_classes=0, widths=self.widths, feature_dim=self.feature_dim,
+                          name="trunk")(images, return_features=True)
+    out = nn.Dense(self.prefix_length * self.d_model, name="head")(features)
+    return out.reshape(images.shape[0], self.prefix_length, self.d_model)
+
+
 # ----------------------------------------------------------------------------------------------
 # DCGAN players (Radford et al. 2016), for small images: 8x8 digits, 28x28 MNIST, 32x32 CIFAR.
 # ----------------------------------------------------------------------------------------------

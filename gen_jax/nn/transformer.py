@@ -51,6 +51,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from gen_jax.errors import concrete
+
 Array = jax.Array
 Dtype = Any
 
@@ -540,7 +542,10 @@ def write_prefix(cache: Any, prefix_kv: Array) -> Any:
     raise ValueError(f"prefix_kv must be [num_layers={len(blocks)}, 2, batch or 1, P <= max_len="
                      f"{key_shape[1]}, {key_shape[2]}, {key_shape[3]}] for this cache, got "
                      f"{prefix_kv.shape}.")
-  if "padding" in stack and bool(jnp.any(stack["padding"] != 0)):
+  # Checked when the padding is known at trace time; under `jit` (a cache made by `init_cache`
+  # inside the jitted function is traced) it cannot be, and the caller must not pad.
+  padding = concrete(stack["padding"]) if "padding" in stack else None
+  if padding is not None and padding.any():
     raise ValueError("write_prefix takes a cache without left padding: a prefix and prompts of "
                      "different lengths do not combine; decode such prompts one length at a time.")
   num_prefix = prefix_kv.shape[3]

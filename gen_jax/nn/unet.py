@@ -14,6 +14,16 @@ convolution (`gen_jax.nn.convnets.resize_upsample`, faster than transposed convo
 XLA:CPU), with skip connections concatenated. Image sides must be divisible by 2^(levels - 1):
 8x8 takes
 up to 4 levels, 28x28 up to 3, 32x32 up to 6.
+
+`TextUNet` is the text-conditional U-Net of GLIDE (Nichol et al. 2022, sec. 2.3 and appendix):
+a `gen_jax.nn.text.TextEncoder` reads the prompt's byte tokens; its pooled feature is projected
+and added to the timestep embedding, and at the resolutions `attention_levels` an attention
+block after each residual block (and in the middle) lets every pixel attend to the text tokens,
+projected to the block's width, together with the pixels of its own feature map (GLIDE's
+attention layers concatenate the text keys and values to the image's). Padding tokens are masked
+out, so the empty prompt gives the image's self-attention alone, and the pooled feature is zero:
+the unconditional model of classifier-free guidance is the model's reading of the empty prompt.
+Without text (`context=None`) the U-Net has no attention and the parameters of `UNet` as before.
 """
 
 import math
@@ -22,8 +32,10 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from gen_jax.errors import SettingError
 from gen_jax.nn.convnets import resize_upsample
 from gen_jax.nn.mlp import MLP, activation_fn
+from gen_jax.nn.text import Attention, TextEncoder, TextFeatures
 from gen_jax.types import Array
 
 
@@ -83,6 +95,35 @@ class ResBlock(nn.Module):
     return x + h
 
 
+class TextAttention(nn.Module):
+  """GLIDE's attention block: x + out(attention(GroupNorm(x) -> [pixels; text tokens])).
+
+  Queries are the pixels of x [batch, h, w, c]; keys and values are the same pixels followed by
+  the text tokens [batch, length, d], projected to c channels; text keys where `mask` [batch,
+  length] is False get zero weight (exactly: their logits are set to the lowest float before the
+  softmax), so their values never reach the output. The output projection starts at zero, so the
+  block starts as the identity.
+
+  Attributes:
+    num_heads: attention heads (dividing the channels c).
+  """
+
+  num_heads: int = 4
+
+  @nn.compact
+  def __call__(self, x: Array, text: Array, mask: Array) -> Array:
+    b, h, w, c = x.shape
+    if c % self.num_heads:
+      raise SettingError(f"model.attention_heads = {self.num_heads} must divide the width {c} "
+                         "of every U-Net level listed in model.attention_levels.")
+    pixels = nn.GroupNorm(num_groups=_groups(c))(x).reshape(b, h * w, c)
+    text = nn.Dense(c, name="text_proj")(text.reshape(-1, text.shape[-1])).reshape(b, -1, c)
+    keys = jnp.concatenate([pixels, text], axis=1)  # [batch, h * w + length, c]
+    key_mask = jnp.concatenate([jnp.ones((b, h * w), bool), mask], axis=1)
+    out = Attention(self.num_heads, out_init=nn.initializers.zeros)(pixels, keys, key_mask)
+    return x + out.reshape(b, h, w, c)
+
+
 class UNet(nn.Module):
   """A U-Net denoiser for images [batch, h, w, c].
 
@@ -93,6 +134,10 @@ class UNet(nn.Module):
     num_classes: when set, labels [batch] in [0, num_classes] are required (num_classes = null).
     dropout: dropout rate inside the residual blocks, in training only.
     out_channels: channels of the prediction; None copies the input's.
+    attention_levels: levels (0 the finest) with a `TextAttention` block after every residual
+      block, the middle one included when the coarsest level is listed; used only with
+      `context` (text), ignored without.
+    attention_heads: heads of those blocks.
   """
 
   widths: Sequence[int] = (32, 64)
@@ -101,35 +146,73 @@ class UNet(nn.Module):
   num_classes: int | None = None
   dropout: float = 0.0
   out_channels: int | None = None
+  attention_levels: Sequence[int] = ()
+  attention_heads: int = 4
 
   @nn.compact
-  def __call__(self, x: Array, t: Array, labels: Array | None = None, train: bool = False
-               ) -> Array:
+  def __call__(self, x: Array, t: Array, labels: Array | None = None, train: bool = False, *,
+               context: TextFeatures | None = None) -> Array:
+    """The prediction [batch, h, w, c] for x_t [batch, h, w, c] at timesteps t [batch]; with
+    `context` (a `TextEncoder`'s output), its pooled feature is added to the embedding and the
+    attention levels attend to its tokens."""
     factor = 2 ** (len(self.widths) - 1)
     if x.shape[1] % factor or x.shape[2] % factor:
       raise ValueError(f"image sides {x.shape[1:3]} must be divisible by {factor} for "
                        f"{len(self.widths)} resolutions; use fewer widths.")
+    bad = [level for level in self.attention_levels if not 0 <= level < len(self.widths)]
+    if bad:
+      raise SettingError(f"model.attention_levels must be levels 0 .. {len(self.widths) - 1} "
+                         f"of the {len(self.widths)} widths, got {tuple(self.attention_levels)}.")
     emb = ConditionEmbedding(self.emb_features, self.num_classes)(t, labels)
+    if context is not None:
+      emb = emb + nn.Dense(self.emb_features, name="text_embed")(context.pooled)
+
+    def attend(h: Array, level: int) -> Array:
+      if context is None or level not in self.attention_levels:
+        return h
+      return TextAttention(self.attention_heads)(h, context.tokens, context.mask)
+
     h = nn.Conv(self.widths[0], (3, 3), name="stem")(x)
     skips = [h]
     for level, width in enumerate(self.widths):
       for _ in range(self.blocks_per_level):
-        h = ResBlock(width, self.dropout)(h, emb, train)
+        h = attend(ResBlock(width, self.dropout)(h, emb, train), level)
         skips.append(h)
       if level < len(self.widths) - 1:
         h = nn.Conv(width, (3, 3), strides=(2, 2), name=f"down_{level}")(h)
         skips.append(h)
-    h = ResBlock(self.widths[-1], self.dropout)(h, emb, train)
+    h = attend(ResBlock(self.widths[-1], self.dropout)(h, emb, train), len(self.widths) - 1)
     for level in reversed(range(len(self.widths))):
       for _ in range(self.blocks_per_level + 1):
-        h = ResBlock(self.widths[level], self.dropout)(
-            jnp.concatenate([h, skips.pop()], axis=-1), emb, train)
+        h = attend(ResBlock(self.widths[level], self.dropout)(
+            jnp.concatenate([h, skips.pop()], axis=-1), emb, train), level)
       if level > 0:
         h = resize_upsample(h, self.widths[level - 1], name=f"up_{level}")
     h = nn.silu(nn.GroupNorm(num_groups=_groups(h.shape[-1]))(h))
     out = nn.Conv(self.out_channels or x.shape[-1], (3, 3), name="head",
                   kernel_init=nn.initializers.zeros)(h)
     return out
+
+
+class TextUNet(nn.Module):
+  """GLIDE's text-conditional U-Net: `TextEncoder` on the prompt's byte tokens, then `UNet` with
+  its `context` (module docstring). `__call__(x, t, tokens [batch, length], train)`: the same
+  signature as `UNet` with token ids in place of labels, so the diffusion method takes either.
+
+  Attributes:
+    unet: the U-Net, with `attention_levels` set and no `num_classes`.
+    encoder: the text encoder.
+  """
+
+  unet: UNet
+  encoder: TextEncoder
+
+  @nn.compact
+  def __call__(self, x: Array, t: Array, tokens: Array | None, train: bool = False) -> Array:
+    if tokens is None:
+      raise ValueError("this denoiser is text-conditional: pass byte token ids [batch, length] "
+                       "(all padding, 0, for the empty prompt).")
+    return self.unet(x, t, None, train, context=self.encoder(tokens))
 
 
 class MLPDenoiser(nn.Module):

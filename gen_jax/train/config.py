@@ -675,11 +675,15 @@ def _check_data(config: ml_collections.ConfigDict) -> None:
   if info.vocab_size is None and not d.fresh and size is not None and d.batch_size > size:
     raise ConfigError(f"config.data.batch_size must be at most the {size} examples of the "
                       f"{d.train_split!r} split of {info.name} (got {d.batch_size}).")
-  # Model keys named `*_key` name entries of the batch.
+  # Model keys named `*_key` name entries of the batch: the dataset's, or added by a step of
+  # data.preprocess (`preprocess.ADDED_KEYS`).
+  entries = set(info.element_spec).union(*(preprocess_lib.ADDED_KEYS.get(name, ())
+                                           for name in d.preprocess))
   for key in sorted(k for k in m.keys() if k.endswith("_key")):
-    if isinstance(m[key], str) and m[key] and m[key] not in info.element_spec:
-      raise ConfigError(f"config.model.{key} must be a key of the examples of {info.name}: "
-                        f"{', '.join(sorted(info.element_spec))} (got {m[key]!r}).")
+    if isinstance(m[key], str) and m[key] and m[key] not in entries:
+      added = "" if entries == set(info.element_spec) else " and data.preprocess"
+      raise ConfigError(f"config.model.{key} must be a key of the examples of {info.name}"
+                        f"{added}: {', '.join(sorted(entries))} (got {m[key]!r}).")
   for key, have, what in (("num_classes", info.num_classes, "classes"),
                           ("num_levels", info.num_levels, "grey levels"),
                           ("vocab_size", info.vocab_size, "token ids")):
