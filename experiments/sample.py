@@ -245,6 +245,12 @@ def with_sampling_flags(setup: setup_lib.Setup):
     raise Refusal(str(e)) from None
 
 
+def _named(stem: Path, suffix: str) -> Path:
+  """`stem` + `suffix`: `with_suffix` would take a flag's decimals (`_temperature0.5`) for a
+  suffix and replace them, so that other settings' files overwrite each other."""
+  return stem.with_name(stem.name + suffix)
+
+
 def write_samples(samples, out_dir: Path, step: int) -> list[Path]:
   """Images [n, h, w, c] as a PNG grid, animations [n, frames, h, w, c] (a NeRF's turntable)
   as a GIF and a PNG grid of their frames, 2-D points [n, 2] as a scatter PNG, others as .npy,
@@ -258,17 +264,17 @@ def write_samples(samples, out_dir: Path, step: int) -> list[Path]:
                        if _given(flag))
     stem = out_dir / f"{name}_step{step}_seed{_SEED.value}_num{_NUM.value}{settings}"
     if value.ndim == 5 and value.shape[-1] in (1, 3):
-      written.append(grids.save_gif(value, stem.with_suffix(".gif")))
+      written.append(grids.save_gif(value, _named(stem, ".gif")))
       value = value.reshape((-1,) + value.shape[2:])
     if value.ndim == 4:
-      written.append(grids.save_image_grid(value, stem.with_suffix(".png")))
+      written.append(grids.save_image_grid(value, _named(stem, ".png")))
     elif value.ndim == 2 and value.shape[1] == 2 and value.dtype.kind == "f":
-      written.append(grids.save_scatter(value, stem.with_suffix(".png"),
+      written.append(grids.save_scatter(value, _named(stem, ".png"),
                                         title=f"{name}, step {step}, seed {_SEED.value}"))
     else:
       out_dir.mkdir(parents=True, exist_ok=True)
-      np.save(stem.with_suffix(".npy"), value)
-      written.append(stem.with_suffix(".npy"))
+      np.save(_named(stem, ".npy"), value)
+      written.append(_named(stem, ".npy"))
   return written
 
 

@@ -267,6 +267,18 @@ def test_out_names_the_folder(sample_module, points_workdir, tmp_path, capsys):
   assert [p.name for p in out.iterdir()] == ["samples_step6_seed0_num4.png"]
 
 
+def test_sampling_flags_with_decimals_keep_their_decimals_in_the_file_name(sample_module,
+                                                                          tmp_path):
+  # Path.with_suffix took ".5" of "_guidance_scale2.5" for a suffix: 2.5 overwrote 2's file.
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["sample.py", "--workdir=unused", "--num=4", "--guidance_scale=2.5",
+               "--temperature=0.75"])
+  written = sample_module.write_samples({"samples": np.zeros((4, 8, 8, 1), np.float32)},
+                                        tmp_path, 3)
+  assert [p.name for p in written] == [
+      "samples_step3_seed0_num4_temperature0.75_guidance_scale2.5.png"]
+
+
 def test_image_grids_are_named_by_step_seed_and_num(sample_module, tmp_path):
   flags.FLAGS.unparse_flags()
   flags.FLAGS(["sample.py", "--workdir=unused", "--seed=7", "--num=4"])

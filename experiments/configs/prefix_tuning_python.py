@@ -15,8 +15,10 @@ measured figures (experiments/benchmarks/prefix_tuning.py: no prefix, the prefix
 fine-tuning for the same steps, and how often samples write tests).
 
 `:all` fine-tunes every LM weight as well (the baseline); `:tiny` runs a few steps over a tiny
-LM, for tests. A second control code: set `model.num_prefixes = 2`, `model.train_code = 1`, a
-dataset for it, and `frozen.lm` to this run's workdir, which then lends its LM and code 0.
+LM, for tests. Several control codes: train the first run with `model.num_prefixes = 2` already
+(the table's size is fixed), then a second run with `model.num_prefixes = 2`,
+`model.train_code = 1`, a dataset for that code, and `frozen.lm` set to the first run's workdir,
+which then lends its LM and code 0; `model.sample_code` picks the code its samples use.
 """
 
 import ml_collections

@@ -199,7 +199,8 @@ class PrefixTuning:
     if not self.prefix_length:
       raise ValueError("model.prefix_length = 0: this run has no prefixes.")
     own = self.prefix.apply({"params": variables["params"][PLAYER]["prefix"]})
-    return variables["model_state"]["prefixes"].at[self.train_code].set(own)
+    # A restored run's stored prefixes may be host (NumPy) arrays.
+    return jnp.asarray(variables["model_state"]["prefixes"]).at[self.train_code].set(own)
 
   def token_losses(self, variables: Variables, batch: Batch, code: int
                    ) -> tuple[Array, Array]:
@@ -265,8 +266,10 @@ def _frozen_lm(frozen: Mapping[str, Any], m: ml_collections.ConfigDict):
   an `autoregressive` run, or a `prefix_tuning` run whose LM and prefixes this run builds on."""
   part = frozen["lm"]
   kind = part.config.method
+  # Only the LM's parameters are kept: an empty collection beside them (its model state) has no
+  # leaves, so a run rebuilt from its description (load_run) would lose it from a chained run.
   if kind == "autoregressive":
-    return part.method, part.variables, None, ()
+    return part.method, {"params": part.variables["params"]}, None, ()
   if kind != "prefix_tuning":
     raise SettingError(f"config.frozen.lm = {part.workdir!r} is a {kind!r} run: name the "
                        f"workdir of a trained autoregressive run (or of a prefix_tuning run "
@@ -282,7 +285,7 @@ def _frozen_lm(frozen: Mapping[str, Any], m: ml_collections.ConfigDict):
                        f"{pm.num_prefixes} and model.prefix_length = {pm.prefix_length}: use the "
                        f"same (got {m.num_prefixes} and {m.prefix_length}).")
   stored = earlier.prefixes(part.variables) if m.prefix_length else None
-  lm_variables = part.variables["model_state"]["frozen"]["lm"]
+  lm_variables = {"params": part.variables["model_state"]["frozen"]["lm"]["params"]}
   return earlier.lm, lm_variables, stored, earlier.trained_codes
 
 

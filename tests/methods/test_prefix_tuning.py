@@ -52,8 +52,9 @@ def test_the_frozen_lm_stays_bitwise_unchanged(lm, tune):
   frozen_before = jax.tree.map(np.array, state.model_state["frozen"]["lm"])
   tuned_before = jax.tree.map(np.array, state.params[prefix_tuning.PLAYER])
   # The frozen part's own variables, as restored from the LM's workdir.
-  restored = setup.frozen["lm"].variables
-  jax.tree.map(np.testing.assert_array_equal, frozen_before, jax.tree.map(np.array, restored))
+  restored = setup.frozen["lm"].variables["params"]
+  jax.tree.map(np.testing.assert_array_equal, frozen_before["params"],
+               jax.tree.map(np.array, restored))
   step = setup.train_step()
   for seed in range(3):
     state, _ = step(state, _batch(setup, seed))
@@ -186,6 +187,25 @@ def test_a_later_run_keeps_the_earlier_codes_and_trains_its_own(lm, tmp_path):
 
   with pytest.raises(SettingError, match="model.num_prefixes = 2 and model.prefix_length = 4"):
     prefix_setup(tmp_path / "code0", num_prefixes=3, train_code=1)
+
+  # The second run, trained and restored as sample.py restores it (host arrays in its state):
+  # its samples use model.sample_code's prefix, code 0, not the code it trained.
+  second = config_of("prefix_tuning_python")
+  second.frozen.lm = str(tmp_path / "code0")
+  # Greedy: the argmax of the tiny LM's flat distributions follows any change of prefix.
+  second.model.update(num_prefixes=2, train_code=1, sample_code=0, decoder="greedy")
+  train_and_evaluate(second, tmp_path / "code1")
+  run1 = setup_lib.load_run(tmp_path / "code1")
+  method, variables = run1.setup.method, run1.state.variables()
+  assert method.prefixes(variables).shape == (2, 1, 2, 1, 4, 2, 8)
+  # Code 1's prefix, made large so that it moves the tiny LM's argmax; code 0's is stored.
+  variables = {**variables, "params": jax.tree.map(lambda x: 30.0 * x, variables["params"])}
+  rng, prompt = jax.random.key(3), jnp.asarray([method.sample_prompt] * 2, jnp.int32)
+  samples = method.sample(variables, rng, 2)[:, prompt.shape[1]:]
+  by_code = {code: method.generate(variables, rng, prompt, max_new_tokens=samples.shape[1],
+                                   code=code) for code in (0, 1)}
+  np.testing.assert_array_equal(samples, by_code[0])
+  assert not np.array_equal(by_code[0], by_code[1])
 
 
 def test_bad_settings_are_refused(lm):
