@@ -49,6 +49,11 @@ def _join_processes() -> None:
   if any(v is None for v in named) or _DISTRIBUTED.value:
     sys.exit("Error: a named multi-process run needs all three of --coordinator_address, "
              "--num_processes and --process_id (and not --distributed).")
+  if not re.fullmatch(r"[^:\s]+:\d+", _COORDINATOR.value):
+    sys.exit(f"Error: --coordinator_address must be host:port (e.g. localhost:12355), got "
+             f"{_COORDINATOR.value!r}.")
+  if _NUM_PROCESSES.value < 1:
+    sys.exit(f"Error: --num_processes must be at least 1, got {_NUM_PROCESSES.value}.")
   if not 0 <= _PROCESS_ID.value < _NUM_PROCESSES.value:
     sys.exit(f"Error: --process_id must be in [0, --num_processes={_NUM_PROCESSES.value}), got "
              f"{_PROCESS_ID.value}.")

@@ -65,7 +65,7 @@ TokensToLogits = Callable[[Array, Any], tuple[Array, Any]]
 
 # Top-p keeps a token while the probability of the tokens ranked above it is below
 # `top_p - _TOP_P_TOLERANCE`, so that a set whose mass equals `top_p` up to float32 rounding
-# (e.g. 0.5 + 0.3 for top_p = 0.8) counts as reaching it.
+# (e.g. 0.77 + 0.14 for top_p = 0.91, which float32 sums to just below 0.91) counts as reaching it.
 _TOP_P_TOLERANCE = 1e-6
 
 

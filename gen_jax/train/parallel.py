@@ -8,6 +8,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from gen_jax.errors import SettingError
 from gen_jax.types import Batch
 
 DATA_AXIS = "data"
@@ -37,7 +38,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def check_batch_size(batch_size: int, what: str = "data.batch_size") -> None:
   if batch_size % jax.device_count():
-    raise ValueError(f"{what}={batch_size} is not divisible by the {jax.device_count()} devices: "
+    raise SettingError(f"{what}={batch_size} is not divisible by the {jax.device_count()} devices: "
                      f"choose a multiple of {jax.device_count()}.")
 
 

@@ -128,3 +128,25 @@ def test_bad_settings_are_refused_with_what_to_change():
   with pytest.raises(config_lib.ConfigError, match="config.model.num_coarse must be an integer "
                      "of at least 1"):
     _config(num_coarse=0)
+
+
+def test_the_fine_field_renders_the_views_and_both_fields_are_trained():
+  # The fine field made transparent (every ray shows the background) and the coarse field
+  # opaque: evaluation scores the fine rendering, the loss is the sum of both fields' MSEs.
+  method = nerf.from_config(_config(background=1.0, eval_chunk=48), _spec())
+  variables = method.init(jax.random.PRNGKey(0), None)
+  fine = variables["params"][nerf.PLAYER]["fine"]["trunk"]["out"]
+  fine["bias"] = fine["bias"].at[0].set(-60.0)
+  fine["kernel"] = jnp.zeros_like(fine["kernel"])
+  coarse = variables["params"][nerf.PLAYER]["coarse"]["trunk"]["out"]
+  coarse["bias"] = coarse["bias"].at[0].set(30.0)  # softplus(30): opaque at once
+  batch = _batch(num=2, colour=1.0)  # white images: the background
+  out = method.evaluate(variables, batch, jax.random.PRNGKey(1))
+  np.testing.assert_allclose(np.asarray(out["mse"]), 0.0, atol=1e-10)
+  assert np.all(np.asarray(out["psnr_coarse"]) < 40.0)  # the opaque coarse field is not white
+  params = variables["params"][nerf.PLAYER]
+  loss, (metrics, _) = method.loss(variables["params"], params, batch, jax.random.PRNGKey(2), {})
+  psnr_to_mse = lambda p: 10.0 ** (-float(p) / 10.0)
+  np.testing.assert_allclose(float(loss), psnr_to_mse(metrics["psnr"])
+                             + psnr_to_mse(metrics["psnr_coarse"]), rtol=1e-4, atol=1e-9)
+  assert float(loss) > 1e-3  # the coarse field's error counts

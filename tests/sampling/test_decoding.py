@@ -671,3 +671,12 @@ def test_left_pad_and_init_cache_refuse_what_they_cannot_pad():
     decoding.init_cache(model, 2, [0, -1])
   cache = decoding.init_cache(model, 2, [0, 3])
   np.testing.assert_array_equal(cache["decoder"]["padding"], [0, 3])
+
+
+def test_top_p_counts_a_mass_equal_to_it_up_to_rounding_as_reaching_it():
+  # 0.77 + 0.14 is 0.91 exactly, but float32 sums it to just below 0.91: without the tolerance
+  # the third token (0.09) would be kept too.
+  probs = np.array([[0.09, 0.77, 0.14]], np.float32)
+  assert np.float32(0.77) + np.float32(0.14) < np.float32(0.91)
+  filtered = decoding.filter_logits(jnp.log(probs), top_p=0.91)
+  np.testing.assert_array_equal(np.isfinite(filtered), [[False, True, True]])
