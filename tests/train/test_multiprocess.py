@@ -96,3 +96,13 @@ def test_a_named_multi_process_run_needs_all_three_flags(tmp_path):
   assert out.stderr.strip().splitlines()[-1] == (
       "Error: a named multi-process run needs all three of --coordinator_address, "
       "--num_processes and --process_id (and not --distributed).")
+
+
+def test_a_coordinator_address_without_a_port_is_refused(tmp_path):
+  out = subprocess.run([sys.executable, str(ROOT / "experiments/main.py"), f"--config={CONFIG}",
+                        f"--workdir={tmp_path}", "--coordinator_address=localhost",
+                        "--num_processes=1", "--process_id=0"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 1
+  assert out.stderr.strip().splitlines()[-1] == (
+      "Error: --coordinator_address must be host:port (e.g. localhost:12355), got 'localhost'.")
