@@ -40,7 +40,7 @@ whatever parameters they are given.
 With `weight_key` set, the training loss is the mean of the per-example losses weighted by
 `batch[weight_key]` [batch] (sum of w * loss over the sum of w): an example of weight 0 gives no
 gradient, which is how a config holds examples out of training in the data pipeline
-(`gen_jax.data.preprocess.hold_out_combinations`). Evaluation scores every example.
+(the `hold_out_combinations` preprocess step of `config.data`). Evaluation scores every example.
 """
 
 import dataclasses

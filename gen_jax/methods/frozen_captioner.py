@@ -17,7 +17,8 @@ and position P + i predicts c_{i+1}: `Transformer(tokens, prefix_embeddings=e)`.
 `gen_jax.nn.convnets.PrefixEncoder`, the digits classifier's trunk with a linear head to
 [P, d_model]. A caption is `caption_key` [batch, L] int32 whose first byte starts it and whose
 last scored byte is the language model's `eos_id`, with `caption_mask_key` [batch, L] marking its
-bytes (1) against padding (0): `gen_jax.data.preprocess.digit_name_captions` makes them.
+bytes (1) against padding (0): the `digit_name_captions` preprocess step of `config.data` makes
+them.
 
 Captioning writes the prefix into the language model's KV cache (a decode-mode call with no
 tokens) and continues from the start byte with the decoders of `gen_jax.sampling.decoding`
