@@ -221,10 +221,15 @@ class Autoregressive:
                      f"config.model.tokens_key to the key of the token ids.")
     return batch[self.tokens_key]
 
+  def target_weights(self, batch: Batch):
+    """`[batch, length - 1]` weights of the targets `tokens[:, 1:]` from the batch's mask
+    (`mask_key`, or "mask" when that is ""), or None (every target counts) without one."""
+    key = self.mask_key or "mask"
+    return batch[key][:, 1:] if key in batch else None
+
   def _token_losses(self, params, batch: Batch, *, rng: PRNGKey | None, smoothing: float):
     tokens = self._tokens(batch)
-    mask_key = self.mask_key or "mask"
-    weights = batch[mask_key][:, 1:] if mask_key in batch else None
+    weights = self.target_weights(batch)
     train = rng is not None and self.network.dropout_rate > 0
     logits = self.network.apply({"params": params}, tokens[:, :-1], deterministic=not train,
                                 rngs={"dropout": rng} if train else None)

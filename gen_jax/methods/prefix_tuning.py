@@ -207,8 +207,7 @@ class PrefixTuning:
     """Summed cross-entropy in nats and token counts, each `[batch]`, of the batch's windows
     under the LM after code `code`'s prefix (-1: none)."""
     tokens = jnp.asarray(self.lm._tokens(batch))  # pylint: disable=protected-access
-    mask_key = getattr(self.lm, "mask_key", "mask")
-    weights = batch[mask_key][:, 1:] if mask_key in batch else None
+    weights = self.lm.target_weights(batch)
     logits = self.network.apply({"params": self.lm_params(variables)}, tokens[:, :-1],
                                 prefix_kv=self.prefix_kv(variables, code))
     return sequence.cross_entropy(logits=logits, targets=tokens[:, 1:], weights=weights)
