@@ -196,13 +196,8 @@ class FrozenCaptioner:
     _, written = self.lm.apply({"params": lm_params, "cache": cache},
                                jnp.zeros((batch_size, 0), jnp.int32), prefix_embeddings=prefix,
                                decode=True, mutable=["cache"])
-    inner = decoding.make_tokens_to_logits(self.lm, lm_params)
-
-    def tokens_to_logits(tokens, cache):
-      return inner(tokens, cache)
-
-    # The prefix holds P of the cache's slots: the decoders check the rest.
-    tokens_to_logits.max_len = self.lm.max_len - self.prefix_length
+    tokens_to_logits = decoding.make_tokens_to_logits(self.lm, lm_params,
+                                                      prefix_length=self.prefix_length)
     return tokens_to_logits, written["cache"]
 
   def caption(self, variables: Variables, images: Array, prompt: Array, *, max_new_tokens: int,

@@ -34,7 +34,6 @@ with the trained code's prefix.
 """
 
 import dataclasses
-import functools
 import math
 from typing import Any, Mapping
 
@@ -241,14 +240,11 @@ class PrefixTuning:
     code = self.sample_code if code is None else code
     prompt = jnp.asarray(prompt, jnp.int32)
     kv = self.prefix_kv(variables, code)
-    lm_fn = decoding.make_tokens_to_logits(self.network, self.lm_params(variables))
     cache = decoding.init_cache(self.network, prompt.shape[0])
-    tokens_to_logits = lm_fn
     if kv is not None:
       cache = transformer.write_prefix(cache, kv)
-      # The prefix holds the first P cache slots: the decoders' overflow check sees the rest.
-      tokens_to_logits = functools.partial(lm_fn)
-      tokens_to_logits.max_len = self.network.max_len - kv.shape[3]
+    tokens_to_logits = decoding.make_tokens_to_logits(
+        self.network, self.lm_params(variables), prefix_length=0 if kv is None else kv.shape[3])
     decoder = self.decoder if decoder is None else decoder
     return decoder(tokens_to_logits, prompt, cache, rng, max_new_tokens=max_new_tokens)
 

@@ -109,13 +109,16 @@ class _BeamState:
   finished_lengths: Array  # [batch, beam] int32
 
 
-def make_tokens_to_logits(model: nn.Module, params: Any, **apply_kwargs) -> TokensToLogits:
+def make_tokens_to_logits(model: nn.Module, params: Any, *, prefix_length: int = 0,
+                          **apply_kwargs) -> TokensToLogits:
   """Adapts a Flax module with a decode mode to the `tokens_to_logits` contract.
 
   Args:
     model: a module called as `model.apply(variables, tokens, decode=True, mutable=["cache"])`
       that returns `[batch, length, vocab]` logits, such as `Transformer`.
     params: its "params" collection.
+    prefix_length: cache slots a prefix already holds (`transformer.write_prefix`, or prefix
+      embeddings written into the cache): the decoders' overflow check counts them.
     **apply_kwargs: further keyword arguments of `model.apply`.
 
   Returns:
@@ -130,7 +133,7 @@ def make_tokens_to_logits(model: nn.Module, params: Any, **apply_kwargs) -> Toke
     return logits, variables["cache"]
 
   if isinstance(getattr(model, "max_len", None), int):
-    tokens_to_logits.max_len = model.max_len
+    tokens_to_logits.max_len = model.max_len - prefix_length
   return tokens_to_logits
 
 
