@@ -13,17 +13,22 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import SettingError
 from gen_jax.types import Array
 
 
 def activation_fn(name: str) -> Callable[[Array], Array]:
-  """Looks an activation up by name on `jax.nn`, then on `flax.linen`."""
+  """Looks an activation up by name on `jax.nn`, then on `flax.linen`.
+
+  Raises:
+    SettingError: no function of that name (a `model.activation` setting), in one line.
+  """
   for namespace in (jax.nn, nn):
     fn = getattr(namespace, name, None)
     if fn is not None and callable(fn) and not inspect.isclass(fn):
       return fn
-  raise ValueError(f"unknown activation {name!r}: use the name of a function in jax.nn or "
-                   "flax.linen, e.g. 'relu', 'leaky_relu', 'gelu', 'silu', 'tanh'.")
+  raise SettingError(f"unknown activation {name!r}: use the name of a function in jax.nn or "
+                     "flax.linen, e.g. 'relu', 'leaky_relu', 'gelu', 'silu', 'tanh'.")
 
 
 class MLP(nn.Module):
