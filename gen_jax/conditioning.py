@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax.errors import SettingError
 from gen_jax.types import Array, Batch, PRNGKey
 
 Cond = Any  # a pytree of arrays with a leading [batch] axis, or None
@@ -138,11 +139,11 @@ class ClassConditional(Conditioning):
 
   def __post_init__(self):
     if not isinstance(self.num_classes, numbers.Integral) or self.num_classes < 1:
-      raise ValueError(f"ClassConditional needs num_classes >= 1, got {self.num_classes!r}: "
-                       "set model.num_classes to the number of labels (10 for digits).")
+      raise SettingError(f"ClassConditional needs num_classes >= 1, got {self.num_classes!r}: "
+                         "set model.num_classes to the number of labels (10 for digits).")
     if not 0.0 <= self.drop_prob < 1.0:
-      raise ValueError(f"The label dropout probability must be in [0, 1), got "
-                       f"{self.drop_prob}: set model.label_dropout.")
+      raise SettingError(f"The label dropout probability must be in [0, 1), got "
+                         f"{self.drop_prob}: set model.label_dropout.")
 
   @property
   def num_conditions(self) -> int:
@@ -185,10 +186,11 @@ def encode_text(texts: Sequence[str], max_len: int, vocab_size: int = 128, *,
     ValueError: a text that is not a string, longer than `max_len` bytes, or holding a byte
       outside the vocabulary (a NUL byte, or a byte >= vocab_size such as a non-ASCII letter);
       the message names the text and what to change.
+    SettingError: a `vocab_size` outside 2 .. 256 (model.text_vocab_size).
   """
   if not 2 <= vocab_size <= 256:
-    raise ValueError(f"The text vocabulary must hold 2 .. 256 byte ids, got {vocab_size}: set "
-                     "model.text_vocab_size (128 for ASCII).")
+    raise SettingError(f"The text vocabulary must hold 2 .. 256 byte ids, got {vocab_size}: set "
+                       "model.text_vocab_size (128 for ASCII).")
   if isinstance(texts, (str, bytes)):
     raise ValueError(f"{what} must be a sequence of strings; write ({texts!r},).")
   out = np.full((len(texts), max_len), PAD_ID, np.int32)
@@ -243,15 +245,18 @@ class TextConditional(Conditioning):
 
   def __post_init__(self):
     if isinstance(self.prompts, str) or not self.prompts:
-      raise ValueError(f"TextConditional needs a non-empty tuple of sampling prompts, got "
-                       f"{self.prompts!r}: set model.prompts, e.g. ('a thick seven',).")
+      raise SettingError(f"TextConditional needs a non-empty tuple of sampling prompts, got "
+                         f"{self.prompts!r}: set model.prompts, e.g. ('a thick seven',).")
     if not isinstance(self.max_len, numbers.Integral) or self.max_len < 1:
-      raise ValueError(f"The maximum text length must be a positive integer, got "
-                       f"{self.max_len!r}: set model.max_text_len.")
+      raise SettingError(f"The maximum text length must be a positive integer, got "
+                         f"{self.max_len!r}: set model.max_text_len.")
     if not 0.0 <= self.drop_prob < 1.0:
-      raise ValueError(f"The prompt dropout probability must be in [0, 1), got "
-                       f"{self.drop_prob}: set model.label_dropout.")
-    encode_text(self.prompts, self.max_len, self.vocab_size, what="model.prompts")  # checks
+      raise SettingError(f"The prompt dropout probability must be in [0, 1), got "
+                         f"{self.drop_prob}: set model.label_dropout.")
+    try:
+      encode_text(self.prompts, self.max_len, self.vocab_size, what="model.prompts")  # checks
+    except ValueError as error:  # the prompts are a setting: main.py names them in one line
+      raise SettingError(str(error)) from None
 
   @property
   def num_conditions(self) -> int:
@@ -273,9 +278,9 @@ class TextConditional(Conditioning):
                      "pipeline (data.preprocess, e.g. 'digit_captions').")
     tokens = jnp.asarray(batch[self.key], jnp.int32)
     if tokens.ndim != 2 or tokens.shape[1] != self.max_len:
-      raise ValueError(f"The batch's {self.key!r} entry must be token ids [batch, "
-                       f"{self.max_len}] (model.max_text_len), got shape {tokens.shape}: make "
-                       "model.max_text_len the data's text length.")
+      raise SettingError(f"The batch's {self.key!r} entry must be token ids [batch, "
+                         f"{self.max_len}] (model.max_text_len), got shape {tokens.shape}: make "
+                         "model.max_text_len the data's text length.")
     return tokens  # [batch, max_len]
 
   def lookup(self, index: Array) -> Array:

@@ -56,6 +56,7 @@ import numpy as np
 
 from gen_jax import names, predictions, schedules
 from gen_jax.conditioning import ClassConditional, Conditioning, TextConditional, Unconditional
+from gen_jax.errors import SettingError
 from gen_jax.losses import denoising
 from gen_jax.methods.base import DataSpec, Player
 from gen_jax.nn import text, unet
@@ -197,8 +198,8 @@ class Diffusion:
 
   def __post_init__(self):
     if not 1 <= self.sample_steps <= self.schedule.num_timesteps:
-      raise ValueError(f"model.sample_steps must be in [1, num_timesteps = "
-                       f"{self.schedule.num_timesteps}], got {self.sample_steps}.")
+      raise SettingError(f"model.sample_steps must be in [1, num_timesteps = "
+                         f"{self.schedule.num_timesteps}], got {self.sample_steps}.")
 
   @property
   def players(self) -> tuple[Player, ...]:
@@ -370,8 +371,8 @@ def unet_network(m: ml_collections.ConfigDict, num_classes: int | None) -> nn.Mo
 def text_unet_network(m: ml_collections.ConfigDict, num_classes: int | None) -> nn.Module:
   """GLIDE's text-conditional U-Net (`gen_jax.nn.unet.TextUNet`), for `model.text_key`."""
   if num_classes is not None or not m.text_key:
-    raise ValueError("model.network='text_unet' reads captions: set model.text_key (e.g. "
-                     "'caption') and leave model.label_key ''.")
+    raise SettingError("model.network='text_unet' reads captions: set model.text_key (e.g. "
+                       "'caption') and leave model.label_key ''.")
   return unet.TextUNet(
       unet=unet.UNet(widths=tuple(m.widths), blocks_per_level=m.blocks_per_level,
                      emb_features=m.emb_features, dropout=m.dropout,
@@ -390,22 +391,37 @@ def mlp_network(m: ml_collections.ConfigDict, num_classes: int | None) -> nn.Mod
 def _conditioning(m: ml_collections.ConfigDict) -> Conditioning:
   if m.text_key:
     if m.label_key:
-      raise ValueError(f"model.label_key={m.label_key!r} and model.text_key={m.text_key!r} are "
-                       "both set: a model is conditioned on labels or on text; clear one.")
+      raise SettingError(f"model.label_key={m.label_key!r} and model.text_key={m.text_key!r} are "
+                         "both set: a model is conditioned on labels or on text; clear one.")
     if m.network != "text_unet":
-      raise ValueError(f"model.text_key={m.text_key!r} makes the model text-conditional: set "
-                       f"model.network='text_unet' (got {m.network!r}).")
+      raise SettingError(f"model.text_key={m.text_key!r} makes the model text-conditional: set "
+                         f"model.network='text_unet' (got {m.network!r}).")
     return TextConditional(prompts=tuple(m.prompts), max_len=m.max_text_len,
                            vocab_size=m.text_vocab_size, key=m.text_key,
                            drop_prob=m.label_dropout)
   if not m.label_key:
     return Unconditional()
   if m.num_classes < 1:
-    raise ValueError(f"model.label_key={m.label_key!r} makes the model class-conditional: set "
-                     "model.num_classes to the number of labels (10 for digits).")
+    raise SettingError(f"model.label_key={m.label_key!r} makes the model class-conditional: set "
+                       "model.num_classes to the number of labels (10 for digits).")
   if not 0.0 <= m.label_dropout < 1.0:
-    raise ValueError(f"model.label_dropout must be in [0, 1), got {m.label_dropout}.")
+    raise SettingError(f"model.label_dropout must be in [0, 1), got {m.label_dropout}.")
   return ClassConditional(num_classes=m.num_classes, key=m.label_key, drop_prob=m.label_dropout)
+
+
+def _check_example_shape(m: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> None:
+  """Refuses a U-Net with more halvings than the image sides allow, before the network sees an
+  image (whose check could only name the image's shape).
+
+  Raises:
+    SettingError: naming the keys to change.
+  """
+  if m.network in ("unet", "text_unet") and len(example_shape) == 3:
+    factor = 2 ** (len(m.widths) - 1)
+    if example_shape[0] % factor or example_shape[1] % factor:
+      raise SettingError(f"model.widths={tuple(m.widths)} halves the {example_shape[0]}x"
+                         f"{example_shape[1]} images {len(m.widths) - 1} times, but their sides "
+                         f"are not divisible by {factor}: use fewer widths.")
 
 
 def from_config(config: ml_collections.ConfigDict, spec: DataSpec | None = None) -> Diffusion:
@@ -417,13 +433,14 @@ def from_config(config: ml_collections.ConfigDict, spec: DataSpec | None = None)
   elif spec is not None:
     example_shape = spec.shape(m.data_key, what="model.data_key")
   else:
-    raise ValueError("model.image_shape is () and no data spec was given: pass "
-                     "from_config(config, spec) or set model.image_shape, e.g. (8, 8, 1).")
+    raise SettingError("model.image_shape is () and no data spec was given: pass "
+                       "from_config(config, spec) or set model.image_shape, e.g. (8, 8, 1).")
+  _check_example_shape(m, example_shape)
   conditioning = _conditioning(m)
   num_classes = conditioning.num_classes if m.label_key else None
   network = NETWORKS.get(m.network)(m, num_classes)
   if not math.isfinite(m.data_scale) or m.data_scale <= 0:
-    raise ValueError(f"model.data_scale must be positive, got {m.data_scale}.")
+    raise SettingError(f"model.data_scale must be positive, got {m.data_scale}.")
   return Diffusion(
       network=network,
       schedule=SCHEDULES.build(m.schedule, m)(),

@@ -43,6 +43,7 @@ from flax import struct
 
 from gen_jax import names
 from gen_jax.conditioning import ClassConditional, Conditioning, Unconditional
+from gen_jax.errors import SettingError
 from gen_jax.losses import adversarial
 from gen_jax.methods.base import DataSpec, Player
 from gen_jax.nn import convnets
@@ -367,8 +368,8 @@ def mlp_networks(m: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
 def dcgan_networks(m: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
   """DCGAN players for images [batch, h, w, c] in [-1, 1] (`gen_jax.nn.convnets`)."""
   if len(m.image_shape) != 3:
-    raise ValueError(f"dcgan networks need model.image_shape = (h, w, c), got "
-                     f"{tuple(m.image_shape)!r}: (8, 8, 1) for digits, (28, 28, 1) for mnist.")
+    raise SettingError(f"dcgan networks need model.image_shape = (h, w, c), got "
+                       f"{tuple(m.image_shape)!r}: (8, 8, 1) for digits, (28, 28, 1) for mnist.")
   num_classes = m.num_classes if m.label_key else None
   generator = convnets.DCGANGenerator(
       image_shape=tuple(m.image_shape), widths=tuple(m.gen_widths),
@@ -383,8 +384,8 @@ def _conditioning(m: ml_collections.ConfigDict) -> Conditioning:
   if not m.label_key:
     return Unconditional()
   if m.num_classes < 1:
-    raise ValueError(f"model.label_key={m.label_key!r} makes the GAN class-conditional: set "
-                     "model.num_classes to the number of labels (8 for toy2d/ring8's modes).")
+    raise SettingError(f"model.label_key={m.label_key!r} makes the GAN class-conditional: set "
+                       "model.num_classes to the number of labels (8 for toy2d/ring8's modes).")
   return ClassConditional(num_classes=m.num_classes, key=m.label_key)
 
 
@@ -398,7 +399,7 @@ def from_config(config: ml_collections.ConfigDict, spec: DataSpec | None = None)
       spec.feature(m.label_key, what="model.label_key")
   generator, discriminator = NETWORKS.get(m.networks)(m)
   if m.n_critic < 1:
-    raise ValueError(f"model.n_critic must be >= 1, got {m.n_critic}.")
+    raise SettingError(f"model.n_critic must be >= 1, got {m.n_critic}.")
   penalties = ()
   if m.penalty:
     penalties = (Penalty(PENALTIES.build(m.penalty, m), m.penalty_weight, name=m.penalty),)

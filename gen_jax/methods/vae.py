@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gen_jax import names, pixels
+from gen_jax.errors import SettingError
 from gen_jax.losses import likelihood as lik
 from gen_jax.methods.base import DataSpec, Player
 from gen_jax.nn import vae_nets
@@ -302,11 +303,12 @@ class VAE:
 
   def __post_init__(self):
     if self.eval_samples < 1 or self.eval_chunk < 1 or self.eval_samples % self.eval_chunk:
-      raise ValueError(f"eval_chunk ({self.eval_chunk}) must divide eval_samples "
-                       f"({self.eval_samples}), both positive.")
+      raise SettingError(f"model.eval_chunk ({self.eval_chunk}) must divide model.eval_samples "
+                         f"({self.eval_samples}), both positive.")
     if isinstance(self.objective, IWAE) and not self.posterior.has_density:
-      raise ValueError("the IWAE objective needs a posterior with a density: use the gaussian "
-                       "posterior, or the elbo objective for a plain autoencoder.")
+      raise SettingError("the IWAE objective (model.objective='iwae') needs a posterior with a "
+                         "density: set model.posterior='gaussian', or model.objective='elbo' for "
+                         "a plain autoencoder.")
 
   @property
   def players(self) -> tuple[Player, ...]:
@@ -474,8 +476,8 @@ def from_config(config: ml_collections.ConfigDict, spec: DataSpec | None = None)
   m = ml_collections.ConfigDict(config.model.to_dict())
   if not m.image_shape:
     if spec is None:
-      raise ValueError("model.image_shape is () and no data spec was given: pass "
-                       "from_config(config, spec) or set model.image_shape, e.g. (8, 8, 1).")
+      raise SettingError("model.image_shape is () and no data spec was given: pass "
+                         "from_config(config, spec) or set model.image_shape, e.g. (8, 8, 1).")
     m.image_shape = spec.shape("image")
   if not m.num_levels and spec is not None:
     m.num_levels = spec.num_levels or 0

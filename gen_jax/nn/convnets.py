@@ -5,6 +5,7 @@ from typing import Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from gen_jax.errors import SettingError
 from gen_jax.types import Array
 
 
@@ -55,7 +56,7 @@ class PrefixEncoder(nn.Module):
   def __call__(self, images: jnp.ndarray) -> jnp.ndarray:
     """images [batch, h, w, c] in [-1, 1] -> embeddings [batch, prefix_length, d_model]."""
     if self.prefix_length < 1:
-      raise ValueError(f"prefix_length must be at least 1, got {self.prefix_length}.")
+      raise SettingError(f"model.prefix_length must be at least 1, got {self.prefix_length}.")
     features = Classifier(num_classes=0, widths=self.widths, feature_dim=self.feature_dim,
                           name="trunk")(images, return_features=True)
     out = nn.Dense(self.prefix_length * self.d_model, name="head")(features)
@@ -122,8 +123,9 @@ class DCGANGenerator(nn.Module):
     h, w, c = self.image_shape
     ups = len(self.widths) - 1
     if ups < 0 or h % 2**ups or w % 2**ups:
-      raise ValueError(f"image_shape {tuple(self.image_shape)} is not divisible by 2^{ups} "
-                       f"(one halving per generator width after the first, {self.widths}).")
+      raise SettingError(f"model.image_shape {tuple(self.image_shape)} is not divisible by "
+                         f"2^{ups} (one halving per generator width after the first, "
+                         f"model.gen_widths={tuple(self.widths)}): use fewer widths.")
     _check_labels("generator", self.num_classes, labels, z.shape[0])
     x = z
     if self.num_classes is not None:

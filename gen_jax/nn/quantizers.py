@@ -46,8 +46,8 @@ embed_sum = the new code. Cluster sizes are EMAs of vectors assigned per batch, 
 0.5 restarts codes assigned fewer than about one vector every two batches. A restarted code that
 gets no vector in the next batch falls to cluster size `ema_decay` and, if that is below the
 threshold, is restarted again. Restarts need the EMA statistics: a parameter codebook with
-`dead_code_threshold > 0` is refused with a ValueError (an optimiser owns parameters; the module
-could not replace them).
+`dead_code_threshold > 0` is refused with a SettingError (an optimiser owns parameters; the
+module could not replace them).
 
 Variables hold one codebook per level (`ResidualQuantizer`, `shared_codebook=False`) or one for
 all levels (`shared_codebook=True`, the RQ-VAE paper's choice), stacked: codebook
@@ -69,6 +69,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gen_jax.errors import SettingError
 from gen_jax.losses import quantization
 from gen_jax.losses.quantization import CodebookStats
 from gen_jax.types import Array, PRNGKey
@@ -130,27 +131,35 @@ def restart_dead_codes(*, stats: CodebookStats, z: Array, threshold: float, rng:
 
 def _check_config(num_codes: int, code_dim: int, depth: int, ema_decay: float, epsilon: float,
                   dead_code_threshold: float) -> None:
+  """Refuses fields no quantizer can use. The fields are the `model.*` keys of the same names
+  (`QUANTIZERS.build` in gen_jax/methods/vqvae.py), so the messages name those keys; `epsilon`
+  is no config key.
+
+  Raises:
+    SettingError: naming the field and what to set it to.
+  """
   if num_codes < 1:
-    raise ValueError(f"num_codes={num_codes}: the codebook needs at least one code; set "
-                     "num_codes >= 1 (512 in the VQ-VAE paper).")
+    raise SettingError(f"model.num_codes={num_codes}: the codebook needs at least one code; "
+                       "set model.num_codes >= 1 (512 in the VQ-VAE paper).")
   if code_dim < 1:
-    raise ValueError(f"code_dim={code_dim}: set code_dim >= 1, the size of z's last axis.")
+    raise SettingError(f"model.code_dim={code_dim}: set model.code_dim >= 1, the size of z's "
+                       "last axis.")
   if depth < 1:
-    raise ValueError(f"depth={depth}: a residual quantizer needs at least one level; set "
-                     "depth >= 1 (depth=1 is plain vector quantization).")
+    raise SettingError(f"model.depth={depth}: a residual quantizer needs at least one level; "
+                       "set model.depth >= 1 (depth=1 is plain vector quantization).")
   if not 0.0 <= ema_decay < 1.0:
-    raise ValueError(f"ema_decay={ema_decay}: use 0 for a parameter codebook or a decay in "
-                     "(0, 1), e.g. 0.99, for an EMA codebook.")
+    raise SettingError(f"model.ema_decay={ema_decay}: use 0 for a parameter codebook or a decay "
+                       "in (0, 1), e.g. 0.99, for an EMA codebook.")
   if epsilon <= 0.0:
-    raise ValueError(f"epsilon={epsilon}: the Laplace smoothing pseudo-count must be > 0, "
-                     "e.g. 1e-5.")
+    raise SettingError(f"epsilon={epsilon}: the Laplace smoothing pseudo-count must be > 0, "
+                       "e.g. 1e-5.")
   if dead_code_threshold < 0.0:
-    raise ValueError(f"dead_code_threshold={dead_code_threshold}: use 0 (no restarts) or a "
-                     "positive EMA cluster size.")
+    raise SettingError(f"model.dead_code_threshold={dead_code_threshold}: use 0 (no restarts) "
+                       "or a positive EMA cluster size.")
   if dead_code_threshold > 0.0 and ema_decay == 0.0:
-    raise ValueError(f"dead_code_threshold={dead_code_threshold} needs the EMA codebook statistics"
-                     ", but ema_decay=0 makes the codebook a parameter: set ema_decay > 0 (e.g. "
-                     "0.99) or dead_code_threshold=0.")
+    raise SettingError(f"model.dead_code_threshold={dead_code_threshold} needs the EMA codebook "
+                       "statistics, but model.ema_decay=0 makes the codebook a parameter: set "
+                       "model.ema_decay > 0 (e.g. 0.99) or model.dead_code_threshold=0.")
 
 
 class _Quantizer(nn.Module):

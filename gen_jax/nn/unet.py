@@ -59,6 +59,9 @@ class ConditionEmbedding(nn.Module):
 
   @nn.compact
   def __call__(self, t: Array, labels: Array | None) -> Array:
+    if self.features % 2:  # the sinusoids come in cos/sin pairs
+      raise SettingError(f"model.emb_features={self.features}: the time embedding's width must "
+                         "be even; set model.emb_features to an even number.")
     emb = sinusoidal_embedding(t, self.features)
     emb = nn.Dense(self.features)(nn.silu(nn.Dense(self.features)(emb)))
     if self.num_classes is None:

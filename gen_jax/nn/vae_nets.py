@@ -12,6 +12,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from gen_jax.errors import SettingError
 from gen_jax.nn.mlp import activation_fn
 
 
@@ -127,8 +128,9 @@ class ConvDecoder(nn.Module):
     h, w, c = self.image_shape
     factor = 2 ** (len(self.widths) - 1)
     if h % factor or w % factor:
-      raise ValueError(f"image_shape {tuple(self.image_shape)} is not divisible by {factor}: "
-                       "use fewer widths.")
+      raise SettingError(f"model.image_shape {tuple(self.image_shape)} is not divisible by "
+                         f"{factor} (one halving per width after the first, model.decoder_widths="
+                         f"{tuple(self.widths)}): use fewer widths.")
     x = act(nn.Dense((h // factor) * (w // factor) * self.widths[0], name="project")(z))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     x = jnp.reshape(x, (z.shape[0], h // factor, w // factor, self.widths[0]))

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gen_jax.errors import SettingError
 from gen_jax.losses import quantization
 from gen_jax.nn import quantizers
 
@@ -449,22 +450,22 @@ def test_vector_quantizer_equals_depth_one_residual_quantizer(ema_kwargs):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"depth": 0}, "set depth >= 1"),
-    ({"num_codes": 0}, "set num_codes >= 1"),
-    ({"code_dim": 0}, "set code_dim >= 1"),
+    ({"depth": 0}, "set model.depth >= 1"),
+    ({"num_codes": 0}, "set model.num_codes >= 1"),
+    ({"code_dim": 0}, "set model.code_dim >= 1"),
     ({"ema_decay": 1.0}, "decay in"),
     ({"ema_decay": -0.5}, "decay in"),
     ({"epsilon": 0.0}, "must be > 0"),
     ({"dead_code_threshold": -1.0}, "use 0"),
-    ({"dead_code_threshold": 0.5}, "set ema_decay > 0"),
+    ({"dead_code_threshold": 0.5}, "set model.ema_decay > 0"),
 ])
 def test_bad_arguments_are_refused(kwargs, message):
   args = {"num_codes": 4, "code_dim": 2, "depth": 2, **kwargs}
-  with pytest.raises(ValueError, match=message):
+  with pytest.raises(SettingError, match=message):
     quantizers.ResidualQuantizer(**args)
   if "depth" not in kwargs:
     del args["depth"]
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SettingError, match=message):
       quantizers.VectorQuantizer(**args)
 
 
