@@ -9,20 +9,30 @@
     python experiments/sample.py --workdir runs/dcgan_digits --num 16 --seed 3
     python experiments/sample.py --workdir runs/code_prior_digits --guidance_scale 0.8 \
         --temperature 0.9
+    python experiments/sample.py --workdir runs/ddpm_digits_text --text "a thick seven" \
+        --text "a thin two" --num 8
 
-Token models print their continuations. Other samples are written to WORKDIR/generated/ (or
---out) as `<name>_step<step>_seed<seed>_num<num>[_<flag><value>...].png` (the sampling flags
-given), never over the run's own `samples/` files, and their paths are printed. Every input is
-checked before the state is loaded or anything is compiled; a bad one is refused with one line
-that says what to change. Uses the EMA parameters when the run kept them. For other models,
---temperature, --top_k, --top_p and --guidance_scale set the run's `model.<flag>` for these
-samples, where its method reads that key (its module's `SAMPLING_KEYS`: the autoregressive image
-models and the code prior read all four, diffusion reads guidance_scale).
+Token models print their continuations, of --length tokens (default: the run's
+model.sample_length); --decode picks the flags that apply (sample: --num, --seed, --temperature,
+--top_k, --top_p; beam: --beam_size, --length_penalty; greedy: none), and a flag that the chosen
+strategy would ignore is refused. Other samples are written to WORKDIR/generated/ (or --out) as
+`<name>_step<step>_seed<seed>_num<num>[_<flag><value>...].png` (the sampling flags given), never
+over the run's own `samples/` files, and their paths are printed; token ids of other models (a
+prefix-tuned LM's continuations, a frozen captioner's captions) are written as UTF-8 text, one
+sample after another as in the run's `samples/`. Every input is checked before the state is
+loaded or anything is compiled; a bad one is refused with one line that says what to change.
+Uses the EMA parameters when the run kept them. For other models, --temperature, --top_k, --top_p
+and --guidance_scale set the run's `model.<flag>` for these samples, where its method reads that
+key (its module's `SAMPLING_KEYS`: the autoregressive image models and the code prior read all
+four, diffusion reads guidance_scale), and --text sets a text-conditional model's
+`model.prompts`.
 """
 
+import hashlib
 import math
 import os
 import sys
+import urllib.parse
 from pathlib import Path
 
 import jax
@@ -30,7 +40,7 @@ import numpy as np
 from absl import app, flags
 from absl import logging as absl_logging
 
-from gen_jax import names
+from gen_jax import conditioning, names
 from gen_jax.methods import autoregressive
 from gen_jax.train import checkpoint as checkpoint_lib
 from gen_jax.train import config as config_lib
@@ -44,7 +54,8 @@ _PROMPT = flags.DEFINE_multi_string(
     "prompt", None, "Token models: the prompt, UTF-8 text that the model's codec reads (default: "
     "the run's model.sample_prompt). Repeat the flag to continue several prompts, of any "
     "lengths, in one batch.")
-_LENGTH = flags.DEFINE_integer("length", 128, "Token models: tokens to generate.")
+_LENGTH = flags.DEFINE_integer(
+    "length", None, "Token models: tokens to generate (default: the run's model.sample_length).")
 _DECODE = flags.DEFINE_enum("decode", "sample", ["greedy", "sample", "beam"],
                             "Token models: decoding strategy.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature (0: greedy).")
@@ -55,6 +66,10 @@ _LENGTH_PENALTY = flags.DEFINE_float("length_penalty", 0.0, "Beam search: alpha.
 _GUIDANCE = flags.DEFINE_float(
     "guidance_scale", 1.0, "Class-conditional image models trained with label dropout: "
     "classifier-free guidance w (0 unconditional, 1 conditional, > 1 guided).")
+_TEXT = flags.DEFINE_multi_string(
+    "text", None, "Text-conditional image models: a prompt to sample for, instead of the run's "
+    "model.prompts (ASCII, at most model.max_text_len bytes). Repeat the flag for several; the "
+    "samples come in blocks of each.")
 _OUT = flags.DEFINE_string("out", "", "Other models: output folder (default WORKDIR/generated).")
 flags.mark_flag_as_required("workdir")
 
@@ -64,6 +79,9 @@ TOKEN_FLAGS = ("prompt", "length", "decode", "beam_size", "length_penalty")
 # The flags that set a sampling key of the same name (`model.<flag>`) of other models, where their
 # method module lists it in SAMPLING_KEYS; token models read the first three as decoder settings.
 SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "guidance_scale")
+# The flags that only some token decoding strategies read, by strategy (greedy reads none).
+DECODE_FLAGS = {"sample": ("num", "seed", "temperature", "top_k", "top_p"),
+                "beam": ("beam_size", "length_penalty")}
 
 
 class Refusal(ValueError):
@@ -78,7 +96,7 @@ def check_values() -> list[str] | None:
   """Checks each flag's value on its own; returns the prompts as text, if any were given."""
   if _NUM.value < 1:
     raise Refusal(f"--num must be >= 1, got {_NUM.value}.")
-  if _LENGTH.value < 1:
+  if _LENGTH.value is not None and _LENGTH.value < 1:
     raise Refusal(f"--length must be >= 1 (tokens to generate), got {_LENGTH.value}.")
   if not 0 <= _SEED.value < 2**32:
     raise Refusal(f"--seed must be in [0, 2**32), got {_SEED.value}.")
@@ -96,11 +114,12 @@ def check_values() -> list[str] | None:
                   f"conditional), got {_GUIDANCE.value}.")
   if not math.isfinite(_LENGTH_PENALTY.value):
     raise Refusal(f"--length_penalty must be a finite number, got {_LENGTH_PENALTY.value}.")
+  text_prompts()  # each --text must be UTF-8
   return None if not _PROMPT.value else [prompt_text(prompt) for prompt in _PROMPT.value]
 
 
-def prompt_text(prompt: str) -> str:
-  """The prompt as given on the command line, which must be UTF-8.
+def prompt_text(prompt: str, flag: str = "--prompt") -> str:
+  """The prompt as given on the command line (as `flag`), which must be UTF-8.
 
   Python decodes the command line with the file system encoding and keeps each byte it cannot
   decode as a lone surrogate (PEP 383), which absl passes on: `os.fsencode` recovers the exact
@@ -109,13 +128,23 @@ def prompt_text(prompt: str) -> str:
   try:
     raw = os.fsencode(prompt)
   except UnicodeEncodeError as e:
-    raise Refusal(f"--prompt is not valid UTF-8: {prompt[e.start:e.end]!r} at character "
+    raise Refusal(f"{flag} is not valid UTF-8: {prompt[e.start:e.end]!r} at character "
                   f"{e.start} is not text. Pass the prompt as UTF-8.") from None
   try:
     return raw.decode("utf-8")
   except UnicodeDecodeError as e:
-    raise Refusal(f"--prompt is not valid UTF-8: {raw[e.start:e.end]!r} at byte {e.start} "
+    raise Refusal(f"{flag} is not valid UTF-8: {raw[e.start:e.end]!r} at byte {e.start} "
                   f"({e.reason}). Pass the prompt as UTF-8.") from None
+
+
+def text_prompts() -> list[str] | None:
+  """The --text prompts as text, or None when none was given."""
+  return None if not _TEXT.value else [prompt_text(text, "--text") for text in _TEXT.value]
+
+
+def new_tokens(method) -> int:
+  """Tokens a token model generates: --length, else the run's model.sample_length."""
+  return method.sample_length if _LENGTH.value is None else _LENGTH.value
 
 
 def read_setup(workdir: str) -> setup_lib.Setup:
@@ -163,17 +192,59 @@ def check_for_model(config, method, prompts: list[str] | None) -> list[tuple[int
       flags_, verb, pronoun = _listed(unread)
       raise Refusal(f"{flags_} {verb} to models that read model.<flag> when they sample, and "
                     f"{run}, which does not: drop {pronoun}.")
+    _check_texts(method, run)
     return None
   if _given("guidance_scale"):
     raise Refusal(f"--guidance_scale applies to class-conditional image models, and {run}: "
                   "drop it.")
+  if _given("text"):
+    raise Refusal(f"--text applies to text-conditional image models, and {run}: drop it.")
   if _given("out"):
     raise Refusal(f"--out applies to image and point models only, and {run}, whose "
                   f"continuations are printed: drop it.")
+  _check_decode_flags()
   if prompts is None:
     return [_check_prompt(method, None, "The run's model.sample_prompt")]
   name = (lambda p: "--prompt") if len(prompts) == 1 else (lambda p: f"--prompt {p!r}")
   return [_check_prompt(method, prompt, name(prompt)) for prompt in prompts]
+
+
+def _check_decode_flags() -> None:
+  """Refuses the flags given that the chosen --decode does not read (DECODE_FLAGS)."""
+  mode = _DECODE.value
+  groups = [(other, [name for name in names_ if _given(name)])
+            for other, names_ in DECODE_FLAGS.items() if other != mode]
+  groups = [(other, given) for other, given in groups if given]
+  if groups:
+    listed = " and ".join(f"{', '.join(f'--{name}' for name in given)} (read by --decode "
+                          f"{other})" for other, given in groups)
+    many = len(groups) > 1 or len(groups[0][1]) > 1
+    raise Refusal(f"--decode {mode} ignores {listed}: drop {'them' if many else 'it'}.")
+
+
+def _check_texts(method, run: str) -> None:
+  """Refuses --text unless the model is text-conditional and each prompt fits its encoder:
+  at most model.max_text_len bytes, each a byte id of its vocabulary (ASCII for 128)."""
+  texts = text_prompts()
+  if texts is None:
+    return
+  condition = getattr(method, "conditioning", None)
+  if not isinstance(condition, conditioning.TextConditional):
+    raise Refusal(f"--text applies to text-conditional models (model.text_key), and {run}, "
+                  f"which is not one: drop it.")
+  vocab, max_len = condition.vocab_size, condition.max_len
+  for text in texts:
+    source = "--text" if len(texts) == 1 else f"--text {text!r}"
+    size = len(text.encode("utf-8"))
+    if size > max_len:
+      raise Refusal(f"{source} is {size} bytes, more than the model's maximum text length of "
+                    f"{max_len} (model.max_text_len): shorten it.")
+    bad = sorted({c for c in text if any(b == conditioning.PAD_ID or b >= vocab
+                                         for b in c.encode("utf-8"))})
+    if bad:
+      allowed = "ASCII" if vocab == 128 else f"the byte ids 1 .. {vocab - 1}"
+      raise Refusal(f"{source} has characters outside the model's text vocabulary ({allowed}): "
+                    f"{', '.join(map(repr, bad))}; remove them.")
 
 
 def _check_prompt(method, prompt: str | None, source: str) -> tuple[int, ...]:
@@ -189,9 +260,11 @@ def _check_prompt(method, prompt: str | None, source: str) -> tuple[int, ...]:
   if outside:
     raise Refusal(f"{source} gives the token ids {outside}, outside the model's vocabulary of "
                   f"{vocab}: change the prompt.")
-  if len(ids) + _LENGTH.value - 1 > max_len:  # the last new token is not fed back
-    raise Refusal(f"{source} ({len(ids)} tokens) plus --length {_LENGTH.value} needs "
-                  f"{len(ids) + _LENGTH.value - 1} positions, which exceeds the model's "
+  length = new_tokens(method)
+  if len(ids) + length - 1 > max_len:  # the last new token is not fed back
+    named = "--length" if _LENGTH.value is not None else "the run's model.sample_length"
+    raise Refusal(f"{source} ({len(ids)} tokens) plus {named} {length} needs "
+                  f"{len(ids) + length - 1} positions, which exceeds the model's "
                   f"max_len={max_len}: shorten one.")
   return ids
 
@@ -200,11 +273,12 @@ def generate_tokens(config, method, variables, rng, prompts: list[tuple[int, ...
   """Prints `method`'s continuations of each prompt (ids), shown by its codec. Several prompts
   are decoded as one batch; each row continues as its prompt alone."""
   eos_id = config.model.get("eos_id")
+  length = new_tokens(method)
   show = lambda ids, tokens: method.codec.decode(list(ids) + [int(t) for t in tokens])
   label = (lambda p: "") if len(prompts) == 1 else (lambda p: f"prompt {p}, ")
   if _DECODE.value == "beam":
     out = jax.jit(lambda v: method.beam_search(
-        v, [list(ids) for ids in prompts], max_new_tokens=_LENGTH.value,
+        v, [list(ids) for ids in prompts], max_new_tokens=length,
         beam_size=_BEAM_SIZE.value, eos_id=eos_id,
         length_penalty=_LENGTH_PENALTY.value))(variables)
     for p, ids in enumerate(prompts):
@@ -221,7 +295,7 @@ def generate_tokens(config, method, variables, rng, prompts: list[tuple[int, ...
     decoder = autoregressive.Sampling(temperature=_TEMPERATURE.value, top_k=_TOP_K.value,
                                       top_p=_TOP_P.value, eos_id=eos_id)
   out = jax.jit(lambda v, r: method.generate(v, r, [list(ids) for ids in rows],
-                                             max_new_tokens=_LENGTH.value,
+                                             max_new_tokens=length,
                                              decoder=decoder))(variables, rng)
   per_prompt = len(rows) // len(prompts)
   for i, (ids, row) in enumerate(zip(rows, np.asarray(out))):
@@ -232,9 +306,12 @@ def generate_tokens(config, method, variables, rng, prompts: list[tuple[int, ...
 
 
 def with_sampling_flags(setup: setup_lib.Setup):
-  """The run's method, rebuilt with `model.<flag>` set from each sampling flag given (checked
-  against the model by its `from_config`); the parameters do not change."""
+  """The run's method, rebuilt with `model.<flag>` set from each sampling flag given, and
+  `model.prompts` from --text (checked against the model by its `from_config`); the parameters
+  do not change."""
   given = {name: FLAGS[name].value for name in SAMPLING_FLAGS if _given(name)}
+  if _given("text"):
+    given["prompts"] = tuple(text_prompts())
   if not given:
     return setup.method
   config = config_lib.from_dict(config_lib.to_dict(setup.config))
@@ -251,9 +328,21 @@ def _named(stem: Path, suffix: str) -> Path:
   return stem.with_name(stem.name + suffix)
 
 
+def _text_settings() -> str:
+  """The --text prompts for a file name: each URL-quoted (exact and file-name safe), or their
+  count and a hash where that would make the name too long."""
+  texts = text_prompts() or []
+  named = "".join(f"_text{urllib.parse.quote_plus(text, safe='')}" for text in texts)
+  if len(named) <= 120:
+    return named
+  digest = hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()[:12]
+  return f"_texts{len(texts)}-{digest}"
+
+
 def write_samples(samples, out_dir: Path, step: int) -> list[Path]:
   """Images [n, h, w, c] as a PNG grid, animations [n, frames, h, w, c] (a NeRF's turntable)
-  as a GIF and a PNG grid of their frames, 2-D points [n, 2] as a scatter PNG, others as .npy,
+  as a GIF and a PNG grid of their frames, 2-D points [n, 2] as a scatter PNG, byte token ids
+  [n, length] (integers in 0 .. 255) as UTF-8 text (`grids.save_byte_text`), others as .npy,
   named by step, seed, number and the sampling flags given, so that no run's own sample file,
   and no file of other settings, is overwritten."""
   items = samples.items() if isinstance(samples, dict) else [("samples", samples)]
@@ -261,7 +350,7 @@ def write_samples(samples, out_dir: Path, step: int) -> list[Path]:
   for name, value in items:
     value = np.asarray(value)
     settings = "".join(f"_{flag}{FLAGS[flag].value:g}" for flag in SAMPLING_FLAGS
-                       if _given(flag))
+                       if _given(flag)) + _text_settings()
     stem = out_dir / f"{name}_step{step}_seed{_SEED.value}_num{_NUM.value}{settings}"
     if value.ndim == 5 and value.shape[-1] in (1, 3):
       written.append(grids.save_gif(value, _named(stem, ".gif")))
@@ -271,6 +360,8 @@ def write_samples(samples, out_dir: Path, step: int) -> list[Path]:
     elif value.ndim == 2 and value.shape[1] == 2 and value.dtype.kind == "f":
       written.append(grids.save_scatter(value, _named(stem, ".png"),
                                         title=f"{name}, step {step}, seed {_SEED.value}"))
+    elif grids.is_byte_tokens(value):
+      written.append(grids.save_byte_text(value, _named(stem, ".txt")))
     else:
       out_dir.mkdir(parents=True, exist_ok=True)
       np.save(_named(stem, ".npy"), value)

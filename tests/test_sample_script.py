@@ -10,14 +10,16 @@ import importlib.util
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl import flags
 
-from gen_jax.methods import classifier
+from gen_jax.methods import classifier, diffusion
 from gen_jax.train import config as config_lib
 from gen_jax.train.loop import load_checkpoint, train_and_evaluate
 
@@ -319,3 +321,140 @@ def test_several_prompts_are_decoded_in_one_batch_each_as_alone(sample_module, l
   got = refuse(sample_module, monkeypatch, f"--workdir={lm_workdir}", "--prompt=é", "--prompt=",
                "--length=4")
   assert got == "sample.py: --prompt '' is empty: decoding continues at least one token."
+
+
+# ----------------------------------------------------------------------------------------------
+# Token ids of other models as text, token models' default length, flags the decoding strategy
+# ignores, and text prompts.
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prefix_workdir(lm_workdir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("prefix")
+  config = _config("prefix_tuning_python")
+  config.frozen.lm = str(lm_workdir)
+  train_and_evaluate(config, workdir)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def caption_lm_workdir(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("caption_lm")
+  train_and_evaluate(_config("caption_lm_digits"), workdir)
+  return workdir
+
+
+def test_a_prefix_tuned_lms_samples_are_written_as_text(sample_module, prefix_workdir, capsys):
+  # Oracle: the method's own samples for the same seed, each row's bytes decoded by hand.
+  assert run(sample_module, f"--workdir={prefix_workdir}", "--num=3", "--seed=1") is None
+  written = prefix_workdir / "generated" / "samples_step4_seed1_num3.txt"
+  assert capsys.readouterr().out.splitlines() == [str(written)]
+  _, method, state = load_checkpoint(prefix_workdir)
+  rows = np.asarray(jax.jit(method.sample, static_argnums=2)(state.variables(),
+                                                             jax.random.PRNGKey(1), 3))
+  texts = [bytes(int(t) for t in row).decode("utf-8", errors="replace") for row in rows]
+  assert all(text.startswith("def ") for text in texts)  # the prompt, then the continuation
+  assert written.read_text(encoding="utf-8") == "\n\n----\n\n".join(texts)
+
+
+def test_captions_are_written_as_text_beside_the_images(sample_module, tmp_path):
+  # A frozen captioner's samples: images and byte captions (spaces after the end byte); byte
+  # 0xff is no UTF-8 and becomes U+FFFD. Ids beyond a byte (a VQ-VAE's codes) stay .npy.
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["sample.py", "--workdir=unused", "--num=2"])
+  captions = np.array([list(b"a two\n  "), list("€ ".encode()) + [0xFF, 10, 32, 32]],
+                      np.int32)
+  written = sample_module.write_samples(
+      {"images": np.zeros((2, 8, 8, 1), np.float32), "captions": captions,
+       "codes": np.array([[3, 511]], np.int32)}, tmp_path, 3)
+  assert [p.name for p in written] == ["images_step3_seed0_num2.png",
+                                       "captions_step3_seed0_num2.txt",
+                                       "codes_step3_seed0_num2.npy"]
+  assert written[1].read_text(encoding="utf-8") == "a two\n  \n\n----\n\n€ \ufffd\n  "
+
+
+def test_a_token_model_generates_its_runs_sample_length_by_default(sample_module,
+                                                                   caption_lm_workdir,
+                                                                   monkeypatch, capsys):
+  # caption_lm_digits:tiny has max_len 32 and model.sample_length 16 (a caption); the old
+  # default of 128 tokens did not fit, so the plain command was refused.
+  assert run(sample_module, f"--workdir={caption_lm_workdir}") is None
+  assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("===")] == [
+      f"=== sample {i}" for i in range(4)]
+  # Oracle: the same decoding with --length 16 given.
+  assert run(sample_module, f"--workdir={caption_lm_workdir}", "--decode=greedy") is None
+  default = capsys.readouterr().out
+  assert run(sample_module, f"--workdir={caption_lm_workdir}", "--decode=greedy",
+             "--length=16") is None
+  assert capsys.readouterr().out == default
+  got = refuse(sample_module, monkeypatch, f"--workdir={caption_lm_workdir}",
+               "--prompt=" + "x" * 18)
+  assert got == ("sample.py: --prompt (18 tokens) plus the run's model.sample_length 16 needs "
+                 "33 positions, which exceeds the model's max_len=32: shorten one.")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--decode=greedy", "--num=2"], "--decode greedy ignores --num (read by --decode sample): "
+     "drop it."),
+    (["--decode=greedy", "--seed=3", "--length_penalty=0.5"],
+     "--decode greedy ignores --seed (read by --decode sample) and --length_penalty (read by "
+     "--decode beam): drop them."),
+    (["--decode=beam", "--top_k=5", "--temperature=0.5"],
+     "--decode beam ignores --temperature, --top_k (read by --decode sample): drop them."),
+    (["--beam_size=2"], "--decode sample ignores --beam_size (read by --decode beam): drop it."),
+])
+def test_flags_the_decoding_strategy_ignores_are_refused(sample_module, lm_workdir, monkeypatch,
+                                                         args, message):
+  got = refuse(sample_module, monkeypatch, f"--workdir={lm_workdir}", *args)
+  assert got == f"sample.py: {message}"
+
+
+def _text_model():
+  config = _config("ddpm_digits_text")
+  config.model.image_shape = (8, 8, 1)
+  return config, diffusion.from_config(config)
+
+
+@pytest.mark.parametrize("texts,message", [
+    (["x" * 33], "--text is 33 bytes, more than the model's maximum text length of 32 "
+     "(model.max_text_len): shorten it."),
+    (["a seven", "ein Sieben-Zähler"],
+     "--text 'ein Sieben-Zähler' has characters outside the model's text vocabulary (ASCII): "
+     "'ä'; remove them."),
+])
+def test_text_prompts_that_do_not_fit_the_encoder_are_refused(sample_module, texts, message):
+  config, method = _text_model()
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["sample.py", "--workdir=unused", *(f"--text={text}" for text in texts)])
+  with pytest.raises(sample_module.Refusal) as refusal:
+    sample_module.check_for_model(config, method, None)
+  assert str(refusal.value) == message
+
+
+def test_text_on_a_model_without_text_is_refused(sample_module, points_workdir, lm_workdir,
+                                                 monkeypatch):
+  got = refuse(sample_module, monkeypatch, f"--workdir={points_workdir}", "--text=a two")
+  assert got == (f"sample.py: --text applies to text-conditional models (model.text_key), and "
+                 f"--workdir {points_workdir} holds a gan run, which is not one: drop it.")
+  got = refuse(sample_module, monkeypatch, f"--workdir={lm_workdir}", "--text=a two")
+  assert got == (f"sample.py: --text applies to text-conditional image models, and --workdir "
+                 f"{lm_workdir} holds an autoregressive run: drop it.")
+
+
+def test_text_sets_the_prompts_that_the_samples_are_drawn_for(sample_module, tmp_path):
+  config, method = _text_model()
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["sample.py", "--workdir=unused", "--text=a thick seven", "--text=a/b, 2"])
+  setup = types.SimpleNamespace(config=config, spec=None, frozen={}, method=method)
+  rebuilt = sample_module.with_sampling_flags(setup)
+  assert rebuilt.conditioning.prompts == ("a thick seven", "a/b, 2")
+  assert method.conditioning.prompts == tuple(config.model.prompts)  # the run's are kept
+  # Row r of the grid is prompt r: its token ids, as the network reads them.
+  expected = np.zeros((2, 32), np.int32)
+  expected[0, :13], expected[1, :6] = list(b"a thick seven"), list(b"a/b, 2")
+  np.testing.assert_array_equal(rebuilt.conditioning.table, expected)
+  written = sample_module.write_samples({"samples": np.zeros((2, 8, 8, 1), np.float32)},
+                                        tmp_path, 3)
+  assert [p.name for p in written] == [
+      "samples_step3_seed0_num4_texta+thick+seven_texta%2Fb%2C+2.png"]

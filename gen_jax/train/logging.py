@@ -94,7 +94,8 @@ class MetricWriter:
   def write_samples(self, step: int, samples: Any) -> list[Path]:
     """Saves samples by their kind: images [n, h, w, c] as a PNG grid (and to TensorBoard),
     animations [n, frames, h, w, c] as a GIF and a PNG grid of their frames, 2-D points [n, 2]
-    as a scatter PNG, tokens [n, length] as a text file."""
+    as a scatter PNG, byte tokens [n, length] as a text file (`grids.save_byte_text`), others
+    as .npy."""
     if not self.primary:
       return []
     out_dir = self.workdir / "samples"
@@ -113,13 +114,8 @@ class MetricWriter:
         written.append(grids.save_scatter(
             value, stem.with_suffix(".png"), reference=self.reference_points,
             limits=self._limits(name, value), title=f"{name}, step {step}"))
-      elif value.ndim == 2 and value.dtype.kind in "iu":
-        path = stem.with_suffix(".txt")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = "\n\n----\n\n".join(bytes(np.clip(row, 0, 255).astype(np.uint8)).decode(
-            "utf-8", errors="replace") for row in value)
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
+      elif grids.is_byte_tokens(value):
+        written.append(grids.save_byte_text(value, stem.with_suffix(".txt")))
       else:
         path = stem.with_suffix(".npy")
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Sample grids and 2-D scatter plots, written as PNG files a person can open.
+"""Sample grids and 2-D scatter plots, written as PNG files a person can open, and byte token
+samples written as text.
 
 2-D scatter plots are drawn on a fixed axes window (`limits`), over reference points (the data)
 when there are some: plots of one run, or of two runs, then compare by eye. Left to autoscale,
@@ -125,4 +126,29 @@ def save_gif(frames: np.ndarray, path: str | Path, *, duration_ms: int = 100, **
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+  return path
+
+
+def is_byte_tokens(samples: np.ndarray) -> bool:
+  """Whether `samples` are byte token ids [n, length]: integers in 0 .. 255."""
+  samples = np.asarray(samples)
+  return (samples.ndim == 2 and samples.dtype.kind in "iu" and samples.size > 0
+          and 0 <= samples.min() and samples.max() < 256)
+
+
+def save_byte_text(tokens: np.ndarray, path: str | Path) -> Path:
+  """Writes byte token ids [n, length] as UTF-8 text (invalid bytes as U+FFFD), the n samples
+  separated by a "----" line.
+
+  Raises:
+    ValueError: `tokens` are not byte ids (`is_byte_tokens`).
+  """
+  tokens = np.asarray(tokens)
+  if not is_byte_tokens(tokens):
+    raise ValueError(f"save_byte_text writes byte ids [n, length] in 0 .. 255, got shape "
+                     f"{tokens.shape} of {tokens.dtype}: save other ids with np.save.")
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text("\n\n----\n\n".join(bytes(row.astype(np.uint8)).decode("utf-8", errors="replace")
+                                       for row in tokens), encoding="utf-8")
   return path

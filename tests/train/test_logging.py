@@ -133,3 +133,11 @@ def test_a_run_names_its_phases_and_shows_each_players_loss(tmp_path, capsys):
   assert result.samples[0].name == "samples_0000002.png"
   assert png_limits(result.samples[0]) == grids.scatter_limits(ring)
   assert bluish_pixels(result.samples[0]) > 100
+
+
+def test_byte_tokens_are_written_as_text_and_other_ids_as_npy(tmp_path):
+  writer = logging_lib.MetricWriter(tmp_path)
+  paths = writer.write_samples(3, {"text": np.array([[104, 105]]), "codes": np.array([[7, 300]])})
+  assert [p.name for p in paths] == ["text_0000003.txt", "codes_0000003.npy"]
+  assert paths[0].read_text(encoding="utf-8") == "hi"
+  np.testing.assert_array_equal(np.load(paths[1]), [[7, 300]])  # not clipped to a byte

@@ -63,3 +63,15 @@ def test_save_scatter_keeps_the_window_whatever_the_spread(tmp_path):
                               limits=limits)
   wide = grids.save_scatter(10.0 * rng.normal(size=(200, 2)), tmp_path / "b.png", limits=limits)
   assert png_limits(narrow) == png_limits(wide) == limits
+
+
+def test_byte_tokens_are_written_as_utf8_text_and_other_ids_are_refused(tmp_path):
+  text = "é\n"  # two UTF-8 bytes and a newline
+  ids = np.array([list(text.encode("utf-8")) + [0x61], [0xFF, 0x62, 0x63, 0x64]], np.int32)
+  path = grids.save_byte_text(ids, tmp_path / "s.txt")
+  # The lone byte 0xFF is no UTF-8: it reads as U+FFFD; the samples are split by "----".
+  assert path.read_text(encoding="utf-8") == "é\na\n\n----\n\n\ufffdbcd"
+  assert grids.is_byte_tokens(ids) and not grids.is_byte_tokens(ids + 1)  # 256 is no byte
+  assert not grids.is_byte_tokens(ids.astype(np.float32))
+  with pytest.raises(ValueError, match="0 .. 255"):
+    grids.save_byte_text(np.array([[256]]), tmp_path / "t.txt")
