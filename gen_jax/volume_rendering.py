@@ -68,6 +68,49 @@ def check_pose(pose: Any, name: str = "pose") -> None:
                      f"(OpenGL convention: the camera looks down -z, y up).")
 
 
+def _check_size(height: Any, width: Any) -> None:
+  """Refuses an image size that is not two positive integers."""
+  for name, value in (("height", height), ("width", width)):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f"{name} must be a positive number of pixels (a Python int), got "
+                       f"{value!r}: pass the image's size, e.g. image.shape[:2].")
+
+
+def _check_broadcast(name: str, value: Any, shape: tuple[int, ...], what: str, *,
+                     grow: bool = False) -> None:
+  """Refuses `value` whose shape does not broadcast to `shape` (static shapes: always); with
+  `grow`, a shape that broadcasts against `shape` to a larger one is allowed."""
+  try:
+    ok = np.broadcast_shapes(np.shape(value), shape) == tuple(shape) or grow
+  except ValueError:
+    ok = False
+  if not ok:
+    raise ValueError(f"{name} has shape {np.shape(value)}, which does not broadcast to "
+                     f"{tuple(shape)}: pass {what}.")
+
+
+def _lowest(values: np.ndarray) -> str:
+  """'min <value> (<count> NaN)' of an array, for messages about values below a bound."""
+  nan = int(np.isnan(values).sum())
+  return f"min {np.nanmin(values) if nan < values.size else 'nan'} ({nan} NaN)"
+
+
+def _check_depths(name: str, t: Any, far: Any, far_shape: tuple[int, ...]) -> None:
+  """Refuses concrete depths t [..., n] that decrease along the last axis or pass `far`."""
+  values, end = concrete(t), concrete(far)
+  if values is None or end is None or values.size == 0:
+    return
+  edges = np.concatenate([values, np.broadcast_to(end, far_shape)[..., None]], axis=-1)
+  steps = np.diff(edges, axis=-1)
+  if not np.all(steps >= 0):  # NaN fails too
+    ray = np.unravel_index(np.argmin(np.where(np.isnan(steps), -np.inf, steps)), steps.shape)[:-1]
+    raise ValueError(f"{name} {np.shape(t)} must be depths that increase along the last axis "
+                     f"and end at or below far, got {np.asarray(values[ray]).tolist()} with "
+                     f"far={np.asarray(np.broadcast_to(end, far_shape)[ray]).tolist()} on ray "
+                     f"{tuple(int(i) for i in ray)}: sort the samples (jnp.sort(t, axis=-1)) "
+                     f"and keep them in [near, far].")
+
+
 def pixel_rays(pose: Array, focal: Array | float, rows: Array, cols: Array, height: int,
                width: int) -> Rays:
   """The rays through the centres of pixels (rows, cols) of a pinhole camera.
@@ -82,9 +125,21 @@ def pixel_rays(pose: Array, focal: Array | float, rows: Array, cols: Array, heig
     `Rays` [..., 3], directions with camera-frame z = -1.
 
   Raises:
-    ValueError: a pose of another shape (`check_pose`), or a concrete non-positive focal.
+    ValueError: a pose of another shape (`check_pose`), rows and cols of different shapes, a
+      pose or focal that does not broadcast to them, a height or width that is not a positive
+      int, or a concrete non-positive focal.
   """
   check_pose(pose)
+  _check_size(height, width)
+  if np.shape(rows) != np.shape(cols):
+    raise ValueError(f"rows {np.shape(rows)} and cols {np.shape(cols)} must have one shape: "
+                     f"pass one (row, col) index pair per ray, e.g. from jnp.meshgrid(..., "
+                     f"indexing='ij') or jnp.divmod(pixel, width).")
+  _check_broadcast("pose", np.broadcast_to(0.0, np.shape(pose)[:-2]), np.shape(rows),
+                   "one camera per ray ([..., 4, 4] with the rows' shape [...]) or one for all",
+                   grow=True)
+  _check_broadcast("focal", focal, np.shape(rows), "a scalar or one focal length per ray",
+                   grow=True)
   value = concrete(focal)
   if value is not None and not np.all(value > 0):
     raise ValueError(f"focal must be a positive length in pixels, got {value}: for a horizontal "
@@ -110,9 +165,12 @@ def camera_rays(pose: Array, focal: Array | float, height: int, width: int) -> R
     `Rays` [..., height, width, 3].
 
   Raises:
-    ValueError: as `pixel_rays`.
+    ValueError: as `pixel_rays`: a pose of another shape, a focal that is not one number per
+      camera, a height or width that is not a positive int, or a concrete non-positive focal.
   """
   check_pose(pose)
+  _check_size(height, width)
+  _check_broadcast("focal", focal, np.shape(pose)[:-2], "a scalar or one focal length per camera")
   rows, cols = jnp.meshgrid(jnp.arange(height), jnp.arange(width), indexing="ij")
   pose = jnp.asarray(pose)[..., None, None, :, :]
   focal = jnp.asarray(focal, jnp.float32)[..., None, None]
@@ -130,7 +188,26 @@ def orbit_poses(azimuth: Array, elevation: Array | float, radius: Array | float)
 
   Returns:
     [..., 4, 4] float32 camera-to-world matrices (module docstring's convention).
+
+  Raises:
+    ValueError: azimuth, elevation and radius that do not broadcast to one shape, or concrete
+      elevations outside (-90, 90) or radii <= 0.
   """
+  try:
+    np.broadcast_shapes(np.shape(azimuth), np.shape(elevation), np.shape(radius))
+  except ValueError:
+    raise ValueError(f"azimuth {np.shape(azimuth)}, elevation {np.shape(elevation)} and radius "
+                     f"{np.shape(radius)} must broadcast to one shape [...]: pass scalars or "
+                     f"one value per camera.") from None
+  value = concrete(elevation)
+  if value is not None and not np.all((value > -90) & (value < 90)):
+    raise ValueError(f"elevation must be degrees in (-90, 90), got {value} (shape "
+                     f"{np.shape(elevation)}): at +-90 the camera looks along the z axis, which "
+                     f"then cannot be up in its image; use e.g. 89.")
+  value = concrete(radius)
+  if value is not None and not np.all(value > 0):
+    raise ValueError(f"radius must be a distance > 0 from the origin, got {value} (shape "
+                     f"{np.shape(radius)}): pass a radius outside the scene, e.g. 4.")
   a, e = jnp.deg2rad(jnp.asarray(azimuth, jnp.float32)), jnp.deg2rad(elevation)
   a, e = jnp.broadcast_arrays(a, jnp.asarray(e, jnp.float32))
   back = jnp.stack([jnp.cos(e) * jnp.cos(a), jnp.cos(e) * jnp.sin(a), jnp.sin(e)], axis=-1)
@@ -174,11 +251,14 @@ def stratified_samples(rng: Array, near: Array | float, far: Array | float, num:
     [*shape, num] float32 depths, increasing along the last axis.
 
   Raises:
-    ValueError: concrete bounds that are not 0 <= near < far, or num < 1.
+    ValueError: near or far that do not broadcast to `shape`, num < 1, or concrete bounds
+      that are not 0 <= near < far.
   """
   check_bounds(near, far)
-  if num < 1:
-    raise ValueError(f"num must be at least 1 sample per ray, got {num}.")
+  if not isinstance(num, (int, np.integer)) or num < 1:
+    raise ValueError(f"num must be at least 1 sample per ray (a Python int), got {num!r}.")
+  for name, value in (("near", near), ("far", far)):
+    _check_broadcast(name, value, tuple(shape), "a scalar or one depth per ray, of `shape`")
   near = jnp.asarray(near, jnp.float32)[..., None]
   far = jnp.asarray(far, jnp.float32)[..., None]
   shape = tuple(shape)
@@ -212,13 +292,31 @@ def hierarchical_samples(rng: Array, t: Array, weights: Array, far: Array | floa
     [..., num] float32 depths in [t_0, far], sorted along the last axis.
 
   Raises:
-    ValueError: `t` and `weights` of different shapes, or a negative floor.
+    ValueError: `t` and `weights` of different shapes (or scalars), a `far` that does not
+      broadcast to [...], num < 1, a negative floor; when concrete: depths that decrease along
+      the last axis or pass `far`, negative (or NaN) weights, or, with floor 0, a ray whose
+      weights are all zero (nothing to sample from).
   """
-  if np.shape(t) != np.shape(weights):
+  if np.ndim(t) < 1 or np.shape(t) != np.shape(weights):
     raise ValueError(f"t {np.shape(t)} and weights {np.shape(weights)} must have one shape "
                      f"[..., n]: pass the coarse depths and the weights rendered at them.")
+  if not isinstance(num, (int, np.integer)) or num < 1:
+    raise ValueError(f"num must be at least 1 depth per ray (a Python int), got {num!r}.")
   if floor < 0:
-    raise ValueError(f"floor must be >= 0, got {floor}.")
+    raise ValueError(f"floor must be >= 0, got {floor}: it is the mass added to every "
+                     f"interval (NeRF's code uses 1e-5).")
+  batch = tuple(np.shape(t)[:-1])
+  _check_broadcast("far", far, batch, "a scalar or one depth per ray [...]")
+  _check_depths("t", t, far, batch)
+  values = concrete(weights)
+  if values is not None and values.size:
+    if not np.all(values >= 0):
+      raise ValueError(f"weights {np.shape(weights)} must be termination probabilities >= 0, "
+                       f"got {_lowest(values)}: pass Rendered.weights of the coarse pass.")
+    if floor == 0 and np.any(values.sum(axis=-1) == 0):
+      raise ValueError(f"weights {np.shape(weights)} has rays whose weights are all 0 and floor "
+                       f"is 0, so there is nothing to sample from on them: pass floor > 0 "
+                       f"(e.g. the default 1e-5).")
   batch, n = tuple(np.shape(t)[:-1]), np.shape(t)[-1]
   t = jax.lax.stop_gradient(jnp.asarray(t, jnp.float32))
   weights = jax.lax.stop_gradient(jnp.asarray(weights, jnp.float32))
@@ -248,7 +346,41 @@ def composite(sigma: Array, rgb: Array, t: Array, *, far: Array | float,
   Returns:
     `Rendered`: rgb [..., 3] = sum_i w_i c_i + (1 - opacity) background, depth [...] =
     sum_i w_i t_i + (1 - opacity) far (expected depth), opacity [...] = sum_i w_i, weights.
+
+  Raises:
+    ValueError: always (static shapes): sigma that is a scalar, rgb that is not [..., n, 3]
+      with sigma's [..., n], t not of sigma's shape, far or direction_norm that do not
+      broadcast to [...], a background that is not a scalar or [..., 3]. When concrete:
+      negative (or NaN) densities, depths that decrease along the last axis or pass `far`,
+      direction norms <= 0.
   """
+  shape = np.shape(sigma)
+  if len(shape) < 1:
+    raise ValueError(f"sigma must be densities [..., n] (n samples per ray), got shape {shape}: "
+                     f"add the samples axis.")
+  if np.shape(rgb) != shape + (3,):
+    raise ValueError(f"rgb {np.shape(rgb)} must be colours [..., n, 3] with sigma's shape "
+                     f"{shape} then 3: pass one RGB colour per density sample.")
+  if np.shape(t) != shape:
+    raise ValueError(f"t {np.shape(t)} must be depths of sigma's shape {shape} [..., n]: pass "
+                     f"the depths at which the densities were evaluated.")
+  rays = shape[:-1]
+  _check_broadcast("far", far, rays, "a scalar or one depth per ray [...]")
+  _check_broadcast("direction_norm", direction_norm, rays, "a scalar or |d| per ray [...]")
+  if np.ndim(background) > 0 and np.shape(background)[-1] != 3:
+    raise ValueError(f"background has shape {np.shape(background)}: pass a grey level (a "
+                     f"scalar) or colours [..., 3].")
+  _check_broadcast("background", background, rays + (3,), "a scalar or colours [..., 3]")
+  values = concrete(sigma)
+  if values is not None and not np.all(values >= 0):
+    raise ValueError(f"sigma {shape} must be densities >= 0, got {_lowest(values)}: pass a "
+                     f"non-negative density, e.g. the softplus or ReLU of the field's raw "
+                     f"output.")
+  _check_depths("t", t, far, rays)
+  values = concrete(direction_norm)
+  if values is not None and not np.all(values > 0):
+    raise ValueError(f"direction_norm {np.shape(direction_norm)} must be lengths |d| > 0, got "
+                     f"min {np.min(values)}: pass jnp.linalg.norm(rays.directions, axis=-1).")
   far = jnp.broadcast_to(jnp.asarray(far, sigma.dtype), sigma.shape[:-1])
   edges = jnp.concatenate([t, far[..., None]], axis=-1)
   delta = jnp.diff(edges, axis=-1) * jnp.asarray(direction_norm, sigma.dtype)[..., None]
@@ -274,6 +406,17 @@ def psnr(mse: Array, max_value: float = 1.0) -> Array:
 
   Returns:
     [...] PSNR in dB.
+
+  Raises:
+    ValueError: a max_value <= 0, or concrete negative errors (a NaN error, e.g. of a diverged
+      model, gives a NaN PSNR).
   """
+  if not max_value > 0:
+    raise ValueError(f"max_value must be the largest pixel value > 0, got {max_value}: 1 for "
+                     f"colours in [0, 1], 255 for 8-bit levels.")
+  values = concrete(mse)
+  if values is not None and np.any(values < 0):
+    raise ValueError(f"mse {np.shape(mse)} must be mean squared errors >= 0, got "
+                     f"{_lowest(values)}: pass mean(square(a - b)).")
   mse = jnp.maximum(jnp.asarray(mse, jnp.float32), 1e-10)
   return 10.0 * jnp.log10(max_value**2 / mse)

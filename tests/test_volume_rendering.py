@@ -136,6 +136,118 @@ def test_bad_inputs_are_refused_with_what_to_change():
     vr.hierarchical_samples(jax.random.PRNGKey(0), jnp.zeros((3, 4)), jnp.zeros((3, 5)), 6.0, 2)
 
 
+def _composite_args(**change):
+  """Valid inputs of `composite` for 2 rays of 4 samples, with `change` applied."""
+  args = dict(sigma=np.ones((2, 4), np.float32), rgb=np.full((2, 4, 3), 0.5, np.float32),
+              t=np.tile(np.array([2.0, 3.0, 4.0, 5.0], np.float32), (2, 1)), far=6.0,
+              direction_norm=1.0, background=1.0)
+  args.update(change)
+  return args
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"sigma": np.float32(1.0), "rgb": np.zeros(3), "t": np.float32(2.0)},
+     r"sigma must be densities \[\.\.\., n\].*got shape \(\): add the samples axis"),
+    ({"rgb": np.zeros((2, 4))}, r"rgb \(2, 4\) must be colours \[\.\.\., n, 3\] with sigma's "
+     r"shape \(2, 4\) then 3"),
+    ({"rgb": np.zeros((2, 5, 3))}, r"rgb \(2, 5, 3\) must be colours"),
+    ({"t": np.zeros((2, 5))}, r"t \(2, 5\) must be depths of sigma's shape \(2, 4\)"),
+    ({"far": np.full(3, 6.0)}, r"far has shape \(3,\), which does not broadcast to \(2,\): pass "
+     r"a scalar or one depth per ray"),
+    ({"direction_norm": np.ones((2, 4))}, r"direction_norm has shape \(2, 4\), which does not "
+     r"broadcast to \(2,\)"),
+    ({"background": np.ones(2)}, r"background has shape \(2,\): pass a grey level \(a scalar\) "
+     r"or colours \[\.\.\., 3\]"),
+    ({"background": np.ones((5, 3))}, r"background has shape \(5, 3\), which does not "
+     r"broadcast to \(2, 3\)"),
+    ({"sigma": np.array([[1.0, -0.5, 1.0, 1.0]] * 2)}, r"sigma \(2, 4\) must be densities >= 0, "
+     r"got min -0.5 \(0 NaN\): pass a non-negative density"),
+    ({"sigma": np.array([[1.0, np.nan, 1.0, 1.0]] * 2)}, r"sigma \(2, 4\) must be densities >= 0, "
+     r"got min 1.0 \(2 NaN\)"),
+    ({"t": np.array([[2.0, 3.0, 4.0, 5.0], [2.0, 4.0, 3.0, 5.0]])}, r"t \(2, 4\) must be depths "
+     r"that increase along the last axis and end at or below far, got \[2.0, 4.0, 3.0, 5.0\] "
+     r"with far=6.0 on ray \(1,\): sort the samples"),
+    ({"far": 4.5}, r"t \(2, 4\) must be depths that increase.*far=4.5"),
+    ({"direction_norm": np.array([1.0, 0.0])}, r"direction_norm \(2,\) must be lengths \|d\| > 0,"
+     r" got min 0.0: pass jnp.linalg.norm"),
+])
+def test_composite_refuses_bad_inputs_with_what_to_change(change, message):
+  with pytest.raises(ValueError, match=message):
+    vr.composite(**_composite_args(**change))
+
+
+def test_composite_checks_values_only_when_they_are_concrete():
+  # Under jit the values are unknown: a decreasing t is not refused there (it cannot be read),
+  # but its shapes still are.
+  bad = _composite_args(t=np.array([[5.0, 4.0, 3.0, 2.0]] * 2, np.float32))
+  render = jax.jit(lambda s, c, t: vr.composite(s, c, t, far=6.0))
+  render(bad["sigma"], bad["rgb"], bad["t"])
+  with pytest.raises(ValueError, match=r"rgb \(2, 4\) must be colours"):
+    render(bad["sigma"], bad["rgb"][..., 0], bad["t"])
+  vr.composite(**_composite_args())  # and valid inputs pass
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"t": np.float32(2.0), "weights": np.float32(1.0)}, r"t \(\) and weights \(\) must have one "
+     r"shape \[\.\.\., n\]"),
+    ({"num": 0}, r"num must be at least 1 depth per ray \(a Python int\), got 0"),
+    ({"floor": -1e-5}, r"floor must be >= 0, got -1e-05"),
+    ({"far": np.full(3, 6.0)}, r"far has shape \(3,\), which does not broadcast to \(2,\)"),
+    ({"t": np.array([[2.0, 3.0, 4.0, 5.0], [2.0, 3.0, 3.5, 3.4]])}, r"t \(2, 4\) must be depths "
+     r"that increase along the last axis.*on ray \(1,\): sort the samples"),
+    ({"far": 5.0 - 1e-3}, r"t \(2, 4\) must be depths that increase"),
+    ({"weights": np.array([[0.1, -0.2, 0.3, 0.0]] * 2)}, r"weights \(2, 4\) must be termination "
+     r"probabilities >= 0, got min -0.2 \(0 NaN\): pass Rendered.weights"),
+    ({"weights": np.array([[0.1, 0.2, 0.3, 0.0], [0.0] * 4]), "floor": 0.0},
+     r"weights \(2, 4\) has rays whose weights are all 0 and floor is 0.*pass floor > 0"),
+])
+def test_hierarchical_samples_refuse_bad_inputs_with_what_to_change(change, message):
+  args = dict(t=np.tile(np.array([2.0, 3.0, 4.0, 5.0], np.float32), (2, 1)),
+              weights=np.full((2, 4), 0.25, np.float32), far=6.0, num=3, floor=1e-5)
+  args.update(change)
+  with pytest.raises(ValueError, match=message):
+    vr.hierarchical_samples(jax.random.PRNGKey(0), args.pop("t"), args.pop("weights"),
+                            args.pop("far"), args.pop("num"), **args)
+
+
+def test_rays_samples_poses_and_psnr_refuse_bad_inputs_with_what_to_change():
+  with pytest.raises(ValueError, match=r"rows \(4,\) and cols \(5,\) must have one shape"):
+    vr.pixel_rays(jnp.eye(4), 10.0, jnp.zeros(4), jnp.zeros(5), 8, 8)
+  with pytest.raises(ValueError, match=r"pose has shape \(3,\), which does not broadcast to "
+                     r"\(4,\): pass one camera per ray"):
+    vr.pixel_rays(jnp.tile(jnp.eye(4), (3, 1, 1)), 10.0, jnp.zeros(4), jnp.zeros(4), 8, 8)
+  with pytest.raises(ValueError, match=r"focal has shape \(3,\), which does not broadcast to "
+                     r"\(4,\)"):
+    vr.pixel_rays(jnp.eye(4), jnp.ones(3), jnp.zeros(4), jnp.zeros(4), 8, 8)
+  with pytest.raises(ValueError, match=r"width must be a positive number of pixels \(a Python "
+                     r"int\), got 0"):
+    vr.camera_rays(jnp.eye(4), 10.0, 8, 0)
+  with pytest.raises(ValueError, match=r"height must be a positive number of pixels \(a Python "
+                     r"int\), got 8.0"):
+    vr.pixel_rays(jnp.eye(4), 10.0, jnp.zeros(4), jnp.zeros(4), 8.0, 8)
+  with pytest.raises(ValueError, match=r"focal has shape \(3,\), which does not broadcast to "
+                     r"\(2,\): pass a scalar or one focal length per camera"):
+    vr.camera_rays(jnp.tile(jnp.eye(4), (2, 1, 1)), jnp.ones(3), 8, 8)
+  with pytest.raises(ValueError, match=r"near has shape \(3,\), which does not broadcast to "
+                     r"\(5,\)"):
+    vr.stratified_samples(None, jnp.full(3, 2.0), 6.0, 4, (5,), perturb=False)
+  with pytest.raises(ValueError, match=r"num must be at least 1 sample per ray"):
+    vr.stratified_samples(None, 2.0, 6.0, 0, perturb=False)
+  with pytest.raises(ValueError, match=r"elevation must be degrees in \(-90, 90\), got 90.0"):
+    vr.orbit_poses(jnp.zeros(2), 90.0, 4.0)
+  with pytest.raises(ValueError, match=r"radius must be a distance > 0 from the origin, got 0.0"):
+    vr.orbit_poses(jnp.zeros(2), 30.0, 0.0)
+  with pytest.raises(ValueError, match=r"azimuth \(2,\), elevation \(3,\) and radius \(\) must "
+                     r"broadcast to one shape"):
+    vr.orbit_poses(jnp.zeros(2), jnp.zeros(3), 4.0)
+  with pytest.raises(ValueError, match=r"mse \(2,\) must be mean squared errors >= 0, got min "
+                     r"-1.0 \(0 NaN\)"):
+    vr.psnr(jnp.array([0.1, -1.0]))
+  assert np.isnan(float(vr.psnr(jnp.nan)))  # a diverged model's error is reported, not refused
+  with pytest.raises(ValueError, match=r"max_value must be the largest pixel value > 0, got 0"):
+    vr.psnr(0.1, max_value=0)
+
+
 def test_psnr_of_known_errors():
   np.testing.assert_allclose(np.asarray(vr.psnr(jnp.array([1.0, 0.01, 1e-4]))), [0, 20, 40],
                              atol=1e-5)

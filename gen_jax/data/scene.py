@@ -282,6 +282,92 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
 # --- The Blender synthetic scenes -----------------------------------------------------------
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# 16-bit colour PNGs: Pillow has no 16-bit RGB(A) mode and keeps only the high byte of each
+# sample (its raw modes "RGB;16B", "RGBA;16B"). Decoding the same data again with the
+# little-endian raw mode ";16L" keeps the other byte (after PNG's unfiltering, which works on
+# bytes), so the two reads give the 16-bit samples exactly.
+_SIXTEEN_BIT_RAWMODES = {2: "RGB;16B", 6: "RGBA;16B"}  # PNG colour type -> Pillow's raw mode
+
+
+def _unreadable(path: pathlib.Path, why: str) -> ValueError:
+  return ValueError(f"{path} cannot be read as an image ({why}): save it as an 8-bit or "
+                    f"16-bit RGB or RGBA PNG (e.g. Blender's PNG output, or "
+                    f"PIL.Image.open(f).convert(\"RGBA\").save(f)).")
+
+
+def read_png(path: str | pathlib.Path) -> np.ndarray:
+  """An image file as RGBA values in [0, 1]: each sample divided by the largest its bit depth
+  holds (255 for 8-bit samples, 65535 for 16-bit ones), so an image saved at either depth
+  reads the same to within the 8-bit rounding. Greyscale is copied to the three colours and an
+  image without alpha is opaque (alpha 1); palette and tRNS transparency are applied.
+
+  Args:
+    path: a PNG file (8-bit images of other formats Pillow reads are read the same way).
+
+  Returns:
+    [h, w, 4] float64 RGBA in [0, 1].
+
+  Raises:
+    ValueError: a file Pillow cannot read (not an image, truncated), or a 16-bit greyscale
+      image with alpha, which Pillow cannot decode exactly; the message names the file and says
+      to save it as an 8-bit or 16-bit RGB(A) PNG.
+  """
+  # Imported here: only needed when a user reads such a folder.
+  import PIL.Image  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(path)
+  with open(path, "rb") as file:
+    head = file.read(26)
+  # The IHDR chunk (PNG spec, sec. 11.2.2): bit depth at byte 24, colour type at byte 25.
+  depth, colour = (head[24], head[25]) if head[:8] == _PNG_SIGNATURE and len(head) == 26 else (
+      8, None)
+  try:
+    if depth == 16 and colour in _SIXTEEN_BIT_RAWMODES:
+      return _read_png16(path, _SIXTEEN_BIT_RAWMODES[colour])
+    with PIL.Image.open(path) as image:
+      if depth == 16 and colour == 4:
+        raise _unreadable(path, "16-bit greyscale with alpha, which Pillow reads only to 8 bits")
+      if image.mode in ("I;16", "I;16B", "I;16L", "I") and depth == 16:
+        grey = np.asarray(image, np.float64)
+        alpha = np.ones_like(grey)
+        if "transparency" in image.info:  # tRNS: one grey level that is transparent
+          alpha = (grey != image.info["transparency"]).astype(np.float64)
+        return np.stack([grey / 65535.0] * 3 + [alpha], axis=-1)
+      if image.mode not in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "La", "RGBa"):
+        raise _unreadable(path, f"Pillow's mode {image.mode!r}, {depth}-bit samples")
+      return np.asarray(image.convert("RGBA"), np.float64) / 255.0
+  except (OSError, SyntaxError, PIL.Image.DecompressionBombError) as error:
+    raise _unreadable(path, f"{type(error).__name__}: {error}") from None
+
+
+def _read_png16(path: pathlib.Path, rawmode: str) -> np.ndarray:
+  """A 16-bit RGB(A) PNG as RGBA in [0, 1], exactly (`_SIXTEEN_BIT_RAWMODES`); an RGB one's
+  tRNS colour, if any, is transparent."""
+  import PIL.Image  # pylint: disable=g-import-not-at-top
+  refusal = _unreadable(path, f"a 16-bit {rawmode[:-4]} PNG, which this Pillow "
+                        f"({PIL.__version__}) decodes only to 8 bits")
+  halves = []
+  for byte_order in ("16B", "16L"):  # the high bytes, then the low ones
+    with PIL.Image.open(path) as image:
+      tile = getattr(image, "tile", None)
+      if (not isinstance(tile, list) or len(tile) != 1 or getattr(tile[0], "args", None)
+          != rawmode or not hasattr(tile[0], "_replace")):
+        raise refusal
+      transparent = image.info.get("transparency")
+      image.tile = [tile[0]._replace(args=rawmode.replace("16B", byte_order))]
+      try:
+        halves.append(np.asarray(image, np.float64))
+      except ValueError:  # a Pillow without the raw mode
+        raise refusal from None
+  samples = 256.0 * halves[0] + halves[1]
+  if samples.shape[-1] == 3:
+    alpha = np.ones_like(samples[..., :1])
+    if transparent is not None:
+      alpha = np.any(samples != np.asarray(transparent), axis=-1, keepdims=True).astype(float)
+    samples = np.concatenate([samples, 65535.0 * alpha], axis=-1)
+  return samples / 65535.0
+
+
 def load_blender(directory: str | pathlib.Path, split: str = "train", *, size: int | None = None,
                  background: float = BACKGROUND) -> dict[str, np.ndarray]:
   """Reads a split of a scene in the Blender synthetic format of the NeRF paper.
@@ -290,8 +376,11 @@ def load_blender(directory: str | pathlib.Path, split: str = "train", *, size: i
   `{"camera_angle_x": <radians>, "frames": [{"file_path": "./train/r_0",
   "transform_matrix": [[4 numbers] x 4]}, ...]}`, each `file_path` relative to the folder, with
   or without its ".png". Poses are OpenGL camera-to-world matrices (the convention of this
-  module). RGBA images are composited on `background` (white, as in the paper); all images must
-  share one size; `size` resizes them to `size` x `size` (Pillow's area filter, focal scaled).
+  module). Images are PNGs of 8 or 16 bits per sample, RGB, RGBA, greyscale or palette
+  (`read_png`: both depths read to the same values in [0, 1]); RGBA images are composited on
+  `background` (white, as in the paper): rgb * alpha + background * (1 - alpha), then rounded
+  to 8-bit levels. All images must share one size; `size` resizes them to `size` x `size`
+  (Pillow's area filter, focal scaled).
 
   Args:
     directory: the scene's folder, e.g. nerf_synthetic/lego.
@@ -306,11 +395,15 @@ def load_blender(directory: str | pathlib.Path, split: str = "train", *, size: i
     FileNotFoundError: the folder, its transforms file or an image is missing (the message
       names it and the layout expected).
     ValueError: an ill-formed transforms file (not JSON, no camera_angle_x or frames, a
-      transform_matrix that is not 4x4 numbers), images of different sizes, or a `size` for
-      images that are not square.
+      transform_matrix that is not 4x4 numbers), an image that cannot be read (`read_png`:
+      the message names the file and how to save it), images of different sizes, a
+      `background` outside [0, 1], or a `size` for images that are not square.
   """
   # Imported here: only needed when a user reads such a folder.
   import PIL.Image  # pylint: disable=g-import-not-at-top
+  if not 0.0 <= background <= 1.0:
+    raise ValueError(f"background must be a grey level in [0, 1], got {background}: 1 for "
+                     f"white (the Blender scenes' convention), 0 for black.")
   folder = pathlib.Path(directory)
   layout = ("a Blender synthetic scene folder holds transforms_train.json, transforms_val.json "
             "and transforms_test.json and the PNG images they name (e.g. nerf_synthetic/lego)")
@@ -346,8 +439,7 @@ def load_blender(directory: str | pathlib.Path, split: str = "train", *, size: i
       path = path.with_name(path.name + ".png")
     if not path.is_file():
       raise FileNotFoundError(f"{file}: frame {i}'s image {path} does not exist.")
-    with PIL.Image.open(path) as image:
-      rgba = np.asarray(image.convert("RGBA"), np.float64) / 255.0
+    rgba = read_png(path)
     rgb = rgba[..., :3] * rgba[..., 3:] + background * (1.0 - rgba[..., 3:])
     if images and rgb.shape != images[0].shape:
       raise ValueError(f"{file}: frame {i}'s image {path} is {rgb.shape[1]}x{rgb.shape[0]}, "

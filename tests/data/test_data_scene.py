@@ -3,6 +3,8 @@ dataset, and the reader of the Blender synthetic format on tiny folders written 
 
 import json
 import math
+import struct
+import zlib
 
 import numpy as np
 import PIL.Image
@@ -130,6 +132,150 @@ def test_the_blender_format_is_read_composited_on_white(tmp_path):
   half = scene.load_blender(tmp_path, "train", size=3)
   assert half["image"].shape == (2, 3, 3, 3)
   np.testing.assert_allclose(half["focal"], 0.5 * 3 / math.tan(0.4), rtol=1e-6)
+
+
+def _write_png16(path, samples: np.ndarray, transparent: tuple[int, ...] | None = None) -> None:
+  """A 16-bit PNG written by hand (PNG spec: signature, IHDR, one zlib IDAT, IEND) from
+  samples [h, w, c] uint16, c = 1, 2, 3, 4 for grey, grey + alpha, RGB, RGBA, and a tRNS chunk
+  naming the `transparent` grey level or colour. The rows cycle through filters None, Sub and
+  Up, so the reader's unfiltering is exercised."""
+  height, width, channels = samples.shape
+  raw = samples.astype(">u2").view(np.uint8).reshape(height, width * channels * 2).astype(int)
+  step = channels * 2  # bytes per pixel: Sub subtracts the byte one pixel to the left
+  rows = []
+  for r in range(height):
+    kind = r % 3
+    if kind == 1:
+      row = raw[r] - np.concatenate([np.zeros(step, int), raw[r, :-step]])
+    elif kind == 2:
+      row = raw[r] - (raw[r - 1] if r else 0)
+    else:
+      row = raw[r]
+    rows.append(bytes([kind]) + (row % 256).astype(np.uint8).tobytes())
+
+  def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+  colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+  header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+  trns = b"" if transparent is None else chunk(b"tRNS", struct.pack(
+      f">{len(transparent)}H", *transparent))
+  path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + trns
+                   + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b""))
+
+
+def _two_depth_scene(path, samples: np.ndarray) -> None:
+  """One scene, the same image saved twice: 8-bit (Pillow, levels round(v / 257)) for split
+  "train", 16-bit (`_write_png16`) for split "test"."""
+  (path / "img").mkdir(parents=True)
+  mode = {1: "L", 3: "RGB", 4: "RGBA"}[samples.shape[-1]]
+  eight = np.round(samples / 257.0).astype(np.uint8)
+  PIL.Image.fromarray(eight[..., 0] if mode == "L" else eight, mode).save(path / "img" / "e.png")
+  _write_png16(path / "img" / "s.png", samples)
+  for split, name in (("train", "e"), ("test", "s")):
+    meta = {"camera_angle_x": 0.8, "frames": [{"file_path": f"./img/{name}",
+                                               "transform_matrix": np.eye(4).tolist()}]}
+    (path / f"transforms_{split}.json").write_text(json.dumps(meta))
+
+
+def _composited(rgba: np.ndarray, background: float) -> np.ndarray:
+  """The documented compositing, by hand: rgb * alpha + background * (1 - alpha), rounded to
+  8-bit levels."""
+  rgb = rgba[..., :3] * rgba[..., 3:] + background * (1.0 - rgba[..., 3:])
+  return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("channels", [4, 3, 1])
+@pytest.mark.parametrize("background", [1.0, 0.25])
+def test_8_and_16_bit_pngs_read_to_the_same_colours(tmp_path, channels, background):
+  rng = np.random.default_rng(channels)
+  samples = rng.integers(0, 65536, (5, 7, channels)).astype(np.uint16)
+  if channels == 4:  # transparent, opaque and partial alphas
+    samples[0, :, 3], samples[1, :, 3] = 0, 65535
+  _two_depth_scene(tmp_path, samples)
+  eight = scene.load_blender(tmp_path, "train", background=background)["image"][0]
+  sixteen = scene.load_blender(tmp_path, "test", background=background)["image"][0]
+  # Each depth reads to its samples / (2^bits - 1), grey copied to R, G, B, no alpha opaque.
+  def rgba(values: np.ndarray, top: float) -> np.ndarray:
+    values = values / top
+    if channels == 1:
+      values = np.repeat(values, 3, axis=-1)
+    return values if channels == 4 else np.concatenate([values, np.ones((5, 7, 1))], -1)
+  np.testing.assert_array_equal(sixteen, _composited(rgba(samples, 65535.0), background))
+  np.testing.assert_array_equal(
+      eight, _composited(rgba(np.round(samples / 257.0), 255.0), background))
+  # The two files hold the same image to within 8-bit rounding: they read within 1/255.
+  assert np.abs(eight.astype(int) - sixteen.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_a_16_bit_png_s_transparent_colour_reads_as_transparent(tmp_path, channels):
+  samples = np.array([[[1000, 2000, 3000], [5, 6, 7], [5, 6, 8]]], np.uint16)[..., :channels]
+  _write_png16(tmp_path / "t.png", samples, transparent=(5, 6, 7)[:channels])
+  rgba = scene.read_png(tmp_path / "t.png")
+  np.testing.assert_array_equal(rgba[0, :, 3], [1.0, 0.0, 1.0 if channels == 3 else 0.0])
+  grey_or_rgb = [1000, 2000, 3000] if channels == 3 else [1000] * 3  # grey copied to R, G, B
+  np.testing.assert_allclose(rgba[0, 0, :3] * 65535, grey_or_rgb, rtol=1e-12)
+
+
+def test_unreadable_images_are_refused_naming_the_file(tmp_path):
+  samples = np.zeros((2, 3, 2), np.uint16)
+  _two_depth_scene(tmp_path, np.random.default_rng(0).integers(0, 65536, (8, 8, 4)
+                                                               ).astype(np.uint16))
+  save = "save it as an 8-bit or 16-bit RGB or RGBA PNG"
+  _write_png16(tmp_path / "img" / "s.png", samples)  # 16-bit grey + alpha: Pillow has 8 bits
+  with pytest.raises(ValueError, match=r"img/s.png cannot be read as an image \(16-bit greyscale "
+                     r"with alpha.*\): " + save):
+    scene.load_blender(tmp_path, "test")
+  (tmp_path / "img" / "s.png").write_bytes(b"not an image at all")
+  with pytest.raises(ValueError, match=r"img/s.png cannot be read as an image "
+                     r"\(UnidentifiedImageError.*\): " + save):
+    scene.load_blender(tmp_path, "test")
+  good = (tmp_path / "img" / "e.png").read_bytes()
+  assert len(good) > 200
+  (tmp_path / "img" / "e.png").write_bytes(good[:100])  # truncated inside the image data
+  with pytest.raises(ValueError, match=r"img/e.png cannot be read as an image \(OSError.*\): "
+                     + save):
+    scene.load_blender(tmp_path, "train")
+  with pytest.raises(ValueError, match=r"background must be a grey level in \[0, 1\], got 255"):
+    scene.load_blender(tmp_path, "train", background=255)
+  # A 16-bit greyscale TIFF named .png: Pillow reads it, in a mode this reader does not take.
+  PIL.Image.fromarray(np.zeros((2, 3), np.uint16)).save(tmp_path / "img" / "e.png",
+                                                         format="TIFF")
+  with pytest.raises(ValueError, match=r"img/e.png cannot be read as an image \(Pillow's mode "
+                     r"'I;16', 8-bit samples\): " + save):
+    scene.load_blender(tmp_path, "train")
+
+
+def test_blender_images_of_other_sizes_and_bad_resizes_are_refused(tmp_path):
+  _blender_folder(tmp_path)
+  PIL.Image.new("RGBA", (4, 6)).save(tmp_path / "train" / "r_1.png")
+  with pytest.raises(ValueError, match=r"frame 1's image .*r_1.png is 4x6, frame 0's 6x6: all "
+                     r"images of a scene must have one size"):
+    scene.load_blender(tmp_path, "train")
+  PIL.Image.new("RGBA", (4, 6)).save(tmp_path / "train" / "r_0.png")
+  with pytest.raises(ValueError, match=r"the images are 4x6; size=3 resizes square images only"):
+    scene.load_blender(tmp_path, "train", size=3)
+  assert scene.load_blender(tmp_path, "train")["image"].shape == (2, 6, 4, 3)
+  with pytest.raises(ValueError, match="size must be a positive number of pixels, got 0"):
+    scene.load_blender(tmp_path, "train", size=0)
+  with pytest.raises(ValueError, match="Unknown split 'val': choose one of train, test"):
+    scene.split_poses("sphere", "val")
+  with pytest.raises(ValueError, match="size must be a positive number of pixels, got 0"):
+    scene.views("sphere", "test", 0)
+
+
+def test_a_pillow_that_decodes_16_bit_colour_otherwise_is_refused_not_truncated(tmp_path,
+                                                                                monkeypatch):
+  # The exact 16-bit read relies on Pillow's raw mode "RGBA;16B" for such PNGs; a Pillow that
+  # names it otherwise must give the error, never the 8-bit truncation.
+  _two_depth_scene(tmp_path, np.full((2, 3, 4), 1000, np.uint16))
+  # pylint: disable-next=protected-access
+  # The low-byte raw mode itself: unchecked, both reads would decode the low bytes.
+  monkeypatch.setitem(scene._SIXTEEN_BIT_RAWMODES, 6, "RGBA;16L")
+  with pytest.raises(ValueError, match=r"img/s.png cannot be read as an image \(a 16-bit RGBA PNG, "
+                     r"which this Pillow .* decodes only to 8 bits\)"):
+    scene.load_blender(tmp_path, "test")
 
 
 @pytest.mark.parametrize("change,error,message", [

@@ -1,15 +1,19 @@
 """The NeRF method: a train step lowers the loss, evaluation's PSNR against a known error, the
-turntable samples, and bad settings refused with what to change."""
+turntable samples, non-square views whose pixels see their own rays, the turntable's depth
+shading against a ray-plane oracle, and bad settings refused with what to change."""
 
+import dataclasses
 import importlib.util
 import math
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gen_jax.data import scene as scene_lib
 from gen_jax.errors import SettingError
 from gen_jax.methods import nerf
 from gen_jax.methods.base import DataSpec, Feature
@@ -150,3 +154,106 @@ def test_the_fine_field_renders_the_views_and_both_fields_are_trained():
   np.testing.assert_allclose(float(loss), psnr_to_mse(metrics["psnr"])
                              + psnr_to_mse(metrics["psnr_coarse"]), rtol=1e-4, atol=1e-9)
   assert float(loss) > 1e-3  # the coarse field's error counts
+
+
+class _Ground(nn.Module):
+  """A stub field: density `density` where z < `plane` (0 above), and as colour the unit viewing
+  direction mapped to [0, 1], (d / |d| + 1) / 2, so a pixel's colour says which ray it rendered.
+
+  Attributes:
+    plane: the height below which space is filled.
+    density: the density there, per unit length (1e4: opaque within one sample).
+  """
+
+  plane: float = 0.0
+  density: float = 1e4
+
+  @nn.compact
+  def __call__(self, points, directions):
+    self.param("unused", nn.initializers.zeros, ())  # the method reads params["coarse"]
+    unit = directions / jnp.linalg.norm(directions, axis=-1, keepdims=True)
+    sigma = jnp.where(points[..., 2] < self.plane, self.density, 0.0)
+    return sigma, jnp.broadcast_to((unit + 1.0) / 2.0, points.shape)
+
+
+def _directions(pose: np.ndarray, focal: float, height: int, width: int) -> np.ndarray:
+  """[h, w, 3] float64 ray directions by hand: pixel (row, col) at camera-frame ((col + 0.5 -
+  w / 2) / f, -(row + 0.5 - h / 2) / f, -1), rotated into the world by the pose."""
+  out = np.zeros((height, width, 3))
+  for row in range(height):
+    for col in range(width):
+      camera = np.array([(col + 0.5 - width / 2) / focal, -(row + 0.5 - height / 2) / focal, -1])
+      out[row, col] = pose[:3, :3] @ camera
+  return out
+
+
+def test_a_non_square_view_renders_each_pixel_through_its_own_ray():
+  # 6 x 10 views of a field that fills all space and colours each ray by its direction: every
+  # pixel of the rendering, and every pixel the loss draws, must show the direction of the ray
+  # through that pixel's centre, computed here by hand.
+  height, width = 6, 10
+  method = nerf.from_config(_config(eval_chunk=16), _spec(image=(height, width, 3)))
+  method = dataclasses.replace(method, coarse=_Ground(plane=1e3), fine=_Ground(plane=1e3))
+  variables = method.init(jax.random.PRNGKey(0), None)
+  poses = np.stack([scene_lib.orbit_pose(20.0, 35.0), scene_lib.orbit_pose(250.0, 15.0)])
+  focal = np.array([7.0, 11.0], np.float32)
+  views = method.render_views(variables, jax.random.PRNGKey(1), poses.astype(np.float32), focal)
+  assert views["rgb"].shape == (2, height, width, 3) == views["rgb_coarse"].shape
+  assert views["depth"].shape == views["opacity"].shape == (2, height, width)
+  want = np.stack([_directions(p, float(f), height, width) for p, f in zip(poses, focal)])
+  want = (want / np.linalg.norm(want, axis=-1, keepdims=True) + 1.0) / 2.0
+  np.testing.assert_allclose(np.asarray(views["opacity"]), 1.0, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(views["rgb"]), want, atol=1e-5)
+  # Evaluation and the training loss read the same pixels of images [n, h, w, 3] (here the
+  # expected colours as [-1, 1] floats): no error, while the images flipped left-right (the
+  # same shape, other rays) give a large one.
+  batch = {"image": (2.0 * want - 1.0).astype(np.float32), "pose": poses.astype(np.float32),
+           "focal": focal}
+  assert np.all(np.asarray(method.evaluate(variables, batch, jax.random.PRNGKey(2))["mse"])
+                < 1e-10)
+  params = variables["params"][nerf.PLAYER]
+  loss_fn = jax.jit(method.loss)  # as the train step runs it (one compilation, not op by op)
+  _, (metrics, _) = loss_fn(variables["params"], params, batch, jax.random.PRNGKey(3), {})
+  assert float(metrics["mse"]) < 1e-10
+  flipped = {**batch, "image": batch["image"][:, :, ::-1]}
+  _, (metrics, _) = loss_fn(variables["params"], params, flipped, jax.random.PRNGKey(3), {})
+  assert float(metrics["mse"]) > 1e-3
+
+
+def test_the_turntable_shades_depth_near_white_far_black():
+  # The stub fills the half-space below the ground plane z = 0, so a ray's rendered depth is
+  # its first stratum midpoint t_i = near + (i + 1/2) (far - near) / n below the plane (or far
+  # where it stays above it within [near, far]); the shading is 2 (1 - (depth - near) / (far -
+  # near)) - 1: 1 at near, -1 at far. 6 x 10 frames: the turntable's focal comes from the width.
+  height, width, n, near, far = 6, 10, 16, 2.0, 6.0
+  method = nerf.from_config(_config(num_coarse=n, num_fine=0, near=near, far=far,
+                                    turntable_radius=4.0, turntable_elevation=15.0),
+                            _spec(image=(height, width, 3)))
+  method = dataclasses.replace(method, coarse=_Ground())
+  variables = method.init(jax.random.PRNGKey(0), None)
+  out = jax.jit(lambda v, r: method.sample(v, r, 3))(variables, jax.random.PRNGKey(1))
+  shading = np.asarray(out["turntable_depth"])[0, ..., 0]  # [3, h, w]
+  assert shading.shape == (3, height, width)
+  focal = 0.5 * width / math.tan(0.5 * method.camera_angle_x)
+  t = near + (np.arange(n) + 0.5) * (far - near) / n
+  checked = 0
+  for frame, azimuth in enumerate((0.0, 120.0, 240.0)):
+    pose = scene_lib.orbit_pose(azimuth, 15.0, 4.0)
+    d = _directions(pose, focal, height, width)
+    z = pose[2, 3] + t * d[..., 2:]  # [h, w, n] heights of the samples
+    below = z < 0
+    depth = np.where(below.any(-1), t[np.argmax(below, axis=-1)], far)
+    want = 2.0 * (1.0 - (depth - near) / (far - near)) - 1.0
+    clear = np.abs(z).min(-1) > 1e-4  # no sample within float32 rounding of the plane
+    np.testing.assert_allclose(shading[frame][clear], want[clear], atol=1e-5)
+    checked += clear.sum()
+    # Ground where the depth shading is above -1, the background (white) elsewhere.
+    rgb = np.asarray(out["turntable"])[0, frame]
+    unit = d / np.linalg.norm(d, axis=-1, keepdims=True)
+    np.testing.assert_allclose(rgb[clear], np.where(below.any(-1, keepdims=True), unit, 1.0)[clear],
+                               atol=1e-5)
+  assert checked >= 0.9 * 3 * height * width
+  # Low cameras (15 degrees up): the top rows see past `far` (-1), the bottom ones the ground
+  # near the camera.
+  assert np.all(shading[:, 0] == -1.0) and shading.max() > 0.0
+  assert len(np.unique(np.round(shading, 4))) >= 4
