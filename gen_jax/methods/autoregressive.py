@@ -31,9 +31,11 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from ml_collections import config_dict
 
 from gen_jax import names
+from gen_jax.errors import SettingError, concrete
 from gen_jax.losses import sequence
 from gen_jax.methods.base import Player
 from gen_jax.nn.transformer import Transformer, TransformerConfig
@@ -260,7 +262,9 @@ class Autoregressive:
       `[batch, max_new_tokens]` int32 token ids, the prompt excluded.
 
     Raises:
-      ValueError: as the decoders, e.g. a prompt plus new tokens beyond the model's `max_len`.
+      ValueError: a concrete prompt with an id outside the model's vocabulary (named before
+        anything is traced), or as the decoders, e.g. a prompt plus new tokens beyond the
+        model's `max_len`.
     """
     tokens_to_logits, prompt, cache = self._decoding_inputs(variables, prompt)
     decoder = self.decoder if decoder is None else decoder
@@ -270,7 +274,7 @@ class Autoregressive:
                   beam_size: int, eos_id: int | None = None, length_penalty=0.0):
     """Every beam with its score (experiments/sample.py prints them all): the whole
     `decoding.BeamSearchOutput`, where the `BeamSearch` decoder keeps the best sequence.
-    `prompt` as in `generate`."""
+    `prompt` as in `generate`, and refused as there (a ValueError)."""
     tokens_to_logits, prompt, cache = self._decoding_inputs(variables, prompt)
     return decoding.beam_search(tokens_to_logits, prompt, cache, beam_size=beam_size,
                                 max_new_tokens=max_new_tokens, eos_id=eos_id,
@@ -285,13 +289,33 @@ class Autoregressive:
 
   def _decoding_inputs(self, variables: Variables, prompt):
     """`tokens_to_logits` of the network (which carries its `max_len`, so the decoders refuse an
-    overflow), the prompt as one array, and the empty cache for it."""
+    overflow), the prompt as one array, and the empty cache for it. A concrete prompt is
+    checked against the vocabulary here, with the model's setting named, before the decoders
+    trace the model (whose embedding reads an id past its table as NaN, and wraps a negative
+    one to another token)."""
     padding = None
     if isinstance(prompt, (list, tuple)):
+      for row, ids in enumerate(prompt):
+        self._check_prompt_ids(ids, f"prompt {row}")
       prompt, padding = decoding.left_pad(prompt)
+    else:
+      self._check_prompt_ids(prompt, "the prompt")
     prompt = jnp.asarray(prompt, jnp.int32)
     tokens_to_logits = decoding.make_tokens_to_logits(self.network, variables["params"][PLAYER])
     return tokens_to_logits, prompt, decoding.init_cache(self.network, prompt.shape[0], padding)
+
+  def _check_prompt_ids(self, prompt, name: str) -> None:
+    """Refuses (ValueError: a caller's argument) a concrete `prompt` holding an id outside
+    `[0, vocab_size)`; a traced one cannot be checked (the decoders then see it)."""
+    ids = concrete(prompt)
+    if ids is None:
+      return
+    vocab = self.network.vocab_size
+    outside = np.unique(ids[(ids < 0) | (ids >= vocab)]).tolist()
+    if outside:
+      raise ValueError(f"{name.capitalize()} holds the token ids {outside}, outside the model's "
+                       f"vocabulary [0, {vocab}) (model.vocab_size={vocab}): pass ids below "
+                       f"{vocab}.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,20 +328,28 @@ DECODERS = names.Kind("model.decoder", __name__, where=names.subclass_of(Decoder
 
 
 def _sample_prompt(m: ml_collections.ConfigDict, codec: Codec) -> tuple[int, ...]:
-  """The loop's prompt ids, checked against the vocabulary and the context before any run."""
-  prompt = codec.encode(m.sample_prompt)
+  """The loop's prompt ids, checked against the vocabulary and the context before any run.
+
+  Raises:
+    SettingError: `model.sample_prompt` that the codec cannot read, that gives no ids or ids
+      outside `model.vocab_size`, or that with `model.sample_length` overflows `model.max_len`.
+  """
+  try:
+    prompt = codec.encode(m.sample_prompt)
+  except ValueError as error:  # the codec's own reading, e.g. the identity codec's non-integer
+    raise SettingError(f"model.sample_prompt: {error}") from None
   if not prompt:
-    raise ValueError(f"model.sample_prompt={m.sample_prompt!r} gives no token ids under the "
-                     f"{m.codec!r} codec: decoding starts from at least one token.")
+    raise SettingError(f"model.sample_prompt={m.sample_prompt!r} gives no token ids under the "
+                       f"{m.codec!r} codec: decoding starts from at least one token.")
   outside = sorted({i for i in prompt if not 0 <= i < m.vocab_size})
   if outside:
-    raise ValueError(f"model.sample_prompt={m.sample_prompt!r} gives the ids {outside} under "
-                     f"the {m.codec!r} codec, outside the vocabulary of model.vocab_size="
-                     f"{m.vocab_size}: change the prompt or the codec.")
+    raise SettingError(f"model.sample_prompt={m.sample_prompt!r} gives the ids {outside} under "
+                       f"the {m.codec!r} codec, outside the vocabulary of model.vocab_size="
+                       f"{m.vocab_size}: change the prompt or the codec.")
   if len(prompt) + m.sample_length - 1 > m.max_len:  # the last token is not fed back
-    raise ValueError(f"model.sample_prompt ({len(prompt)} tokens) plus model.sample_length="
-                     f"{m.sample_length} needs {len(prompt) + m.sample_length - 1} positions, "
-                     f"which exceeds model.max_len={m.max_len}: shorten one.")
+    raise SettingError(f"model.sample_prompt ({len(prompt)} tokens) plus model.sample_length="
+                       f"{m.sample_length} needs {len(prompt) + m.sample_length - 1} positions, "
+                       f"which exceeds model.max_len={m.max_len}: shorten one.")
   return prompt
 
 

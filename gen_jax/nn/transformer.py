@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gen_jax.errors import concrete
+from gen_jax.errors import SettingError, concrete
 
 Array = jax.Array
 Dtype = Any
@@ -94,13 +94,17 @@ class TransformerConfig:
   @classmethod
   def from_config(cls, model: Mapping[str, Any]) -> "TransformerConfig":
     """The struct from a config section such as `config.model`, which holds one key per field;
-    its other keys (a method's own settings) are ignored."""
+    its other keys (a method's own settings) are ignored.
+
+    Raises:
+      SettingError: the section lacks some of the fields.
+    """
     names = [f.name for f in dataclasses.fields(cls)]
     missing = [name for name in names if name not in model]
     if missing:
-      raise ValueError(f"The model config lacks the transformer keys {missing}: add them (the "
-                       f"fields of gen_jax.nn.transformer.TransformerConfig) to the method's "
-                       f"default_model_config().")
+      raise SettingError(f"The model config lacks the transformer keys {missing}: add them "
+                         f"(the fields of gen_jax.nn.transformer.TransformerConfig) to the "
+                         f"method's default_model_config().")
     return cls(**{name: model[name] for name in names})
 
   def make(self, **kwargs) -> "Transformer":
@@ -358,6 +362,12 @@ class DecoderStack(nn.Module):
 
     Returns:
       `[batch, length, d_model]` hidden states after the final norm.
+
+    Raises:
+      SettingError: a field it cannot use (positions, norm, activation, rope_fraction, a width
+        the heads do not divide, an odd rotary head_dim).
+      ValueError: inputs (with the prefix) longer than `max_len`, a `prefix_kv` of another
+        shape or in decode mode, or a cache created from an input shorter than `max_len`.
     """
     batch, length, d_model = x.shape
     num_prefix = 0 if prefix_kv is None else prefix_kv.shape[3]
@@ -422,20 +432,26 @@ class DecoderStack(nn.Module):
     return max(2, 2 * round(head_dim * self.rope_fraction / 2))
 
   def _check(self, length: int, d_model: int):
+    """Refuses settings the stack cannot use (a `SettingError`, which `experiments/main.py`
+    prints in one line) and inputs longer than `max_len` (a `ValueError`: the caller's shape)."""
     if self.positions not in _POSITIONS:
-      raise ValueError(f"positions must be one of {_POSITIONS}, got {self.positions!r}.")
+      raise SettingError(f"model.positions must be one of {_POSITIONS}, got "
+                         f"{self.positions!r}: set it to one of them.")
     if self.norm not in _NORMS:
-      raise ValueError(f"norm must be one of {tuple(_NORMS)}, got {self.norm!r}.")
+      raise SettingError(f"model.norm must be one of {tuple(_NORMS)}, got {self.norm!r}: set it "
+                         f"to one of them.")
     if self.activation not in _ACTIVATIONS:
-      raise ValueError(f"activation must be one of {tuple(_ACTIVATIONS)}, got "
-                       f"{self.activation!r}.")
+      raise SettingError(f"model.activation must be one of {tuple(_ACTIVATIONS)}, got "
+                         f"{self.activation!r}: set it to one of them.")
     if d_model % self.num_heads:
-      raise ValueError(f"d_model={d_model} is not divisible by num_heads={self.num_heads}.")
+      raise SettingError(f"model.d_model={d_model} is not divisible by model.num_heads="
+                         f"{self.num_heads}: change one so that the heads split the width.")
     if not 0.0 < self.rope_fraction <= 1.0:
-      raise ValueError(f"rope_fraction must be in (0, 1], got {self.rope_fraction}.")
+      raise SettingError(f"model.rope_fraction must be in (0, 1], got {self.rope_fraction}.")
     if self.positions == "rope" and (d_model // self.num_heads) % 2:
-      raise ValueError(f"rope needs an even head_dim; got d_model / num_heads = "
-                       f"{d_model // self.num_heads}.")
+      raise SettingError(f"rope needs an even head_dim; got model.d_model / model.num_heads = "
+                         f"{d_model} / {self.num_heads} = {d_model // self.num_heads}: change "
+                         f"one, or set model.positions to 'learned'.")
     if length > self.max_len:
       raise ValueError(f"Input length {length} exceeds max_len={self.max_len}; raise max_len.")
 

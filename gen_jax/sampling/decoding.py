@@ -39,6 +39,12 @@ Conventions shared by all decoders:
   * Settings given as concrete values (Python numbers, NumPy or unjitted JAX arrays) are checked
     and refused with a ValueError; values traced under `jit` cannot be checked, and there a
     temperature <= 0 is greedy.
+  * Prompt ids must lie in the vocabulary `[0, vocab)` of the logits (the decoders feed their
+    own tokens back, so `tokens_to_logits` reads that vocabulary), and a cache's `padding`
+    leaves (`init_cache`) must leave each row at least one real prompt token. A concrete prompt
+    or padding that breaks this is refused with a ValueError (an embedding reads an id past its
+    table as NaN and wraps a negative one to another token; a row of padding alone has no token
+    to attend to); traced ones cannot be checked.
 
 References:
   Ackley, Hinton and Sejnowski, "A learning algorithm for Boltzmann machines", 1985 (temperature).
@@ -175,8 +181,9 @@ def init_cache(model: nn.Module, batch_size: int, padding: Any = None) -> Any:
       written into the cache's `padding` leaves (`gen_jax.nn.transformer`); None means none.
 
   Raises:
-    ValueError: `padding` of another shape, negative, or given for a model whose cache has no
-      `padding` leaf.
+    ValueError: `padding` of another shape, negative, of a non-integer dtype (e.g. 1.5, or
+      1.0: it counts token slots), or given for a model whose cache has no `padding` leaf. (A
+      padding as wide as the prompt is refused by the decoders, which see the prompt.)
   """
   dummy = jnp.zeros((batch_size, model.max_len), jnp.int32)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), dummy, decode=True)["cache"])
@@ -184,9 +191,12 @@ def init_cache(model: nn.Module, batch_size: int, padding: Any = None) -> Any:
   if padding is None:
     return cache
   padding = np.asarray(padding)
-  if padding.shape != (batch_size,) or padding.min() < 0:
-    raise ValueError(f"padding must be {batch_size} non-negative ints (one per row, from "
-                     f"decoding.left_pad), got {padding.tolist()}.")
+  integer = np.issubdtype(padding.dtype, np.integer)
+  if not integer or padding.shape != (batch_size,) or padding.min() < 0:
+    dtype = "" if integer else f" of dtype {padding.dtype}"
+    raise ValueError(f"padding must be {batch_size} non-negative ints (one per row: the count "
+                     f"of left-padding tokens that decoding.left_pad returns), got "
+                     f"{padding.tolist()}{dtype}.")
   flat = flax.traverse_util.flatten_dict(cache)
   leaves = [path for path in flat if path[-1] == "padding"]
   if not leaves:
@@ -222,6 +232,47 @@ def _check_prompt(prompt: Array) -> None:
     raise ValueError(f"prompt must be token ids [batch, prompt_len] with prompt_len >= 1, got "
                      f"shape {prompt.shape}: decoding continues at least one token (start an "
                      "unconditioned sequence with a start or newline token).")
+
+
+def _check_prompt_ids(prompt: Array, vocab: int) -> None:
+  """Refuses a concrete prompt holding an id outside `[0, vocab)`, the vocabulary of the logits.
+
+  A Flax embedding reads such an id silently wrong (`jnp.take` gives NaN past the table, so
+  NaN log-probabilities, and wraps a negative id to another token). A traced prompt cannot be
+  checked.
+  """
+  ids = concrete(prompt)
+  if ids is None:
+    return
+  bad = np.argwhere((ids < 0) | (ids >= vocab))
+  if bad.size:
+    row, position = bad[0]
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    raise ValueError(
+        f"The prompt holds the token id {ids[row, position]} at row {row}, position {position}"
+        f"{more}, outside the vocabulary [0, {vocab}) of the logits: pass ids below {vocab} "
+        f"(left_pad's pad_id included).")
+
+
+def _check_padding(cache: Any, prompt: Array) -> None:
+  """Refuses a cache whose concrete `padding` leaves (`init_cache`) leave a row of the prompt
+  without a real token: each row's padding must lie in `[0, prompt_len)`."""
+  prompt_len = prompt.shape[1]
+  for path, leaf in jax.tree_util.tree_flatten_with_path(cache)[0]:
+    if not path or getattr(path[-1], "key", None) != "padding":
+      continue
+    padding = concrete(leaf)
+    if padding is None:
+      continue
+    padding = padding.reshape(-1)
+    bad = np.flatnonzero((padding < 0) | (padding >= prompt_len))
+    if bad.size:
+      row = bad[0]
+      raise ValueError(
+          f"The cache pads row {row} with {padding[row]} tokens, but the prompt is {prompt_len} "
+          f"tokens wide: each row's padding must lie in [0, {prompt_len}) so that at least one "
+          f"real token follows it. Build the prompt and its padding together with "
+          f"decoding.left_pad(prompts), then pass that padding to init_cache.")
 
 
 def _check_room(tokens_to_logits: TokensToLogits, prompt: Array, max_new_tokens: int) -> None:
@@ -456,9 +507,11 @@ def _decode(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any,
     raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
   _check_prompt(prompt)
   _check_room(tokens_to_logits, prompt, max_new_tokens)
+  _check_padding(cache, prompt)
   batch = prompt.shape[0]
   logits, cache = tokens_to_logits(prompt, cache)  # [batch, prompt_len, vocab]
   _check_eos(eos_id, logits.shape[-1])
+  _check_prompt_ids(prompt, logits.shape[-1])
 
   def choose(state, logits, step):
     tokens = jnp.where(state.finished, pad_id, choose_fn(logits, step)).astype(jnp.int32)
@@ -499,8 +552,10 @@ def greedy(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, *, max_n
 
   Args:
     tokens_to_logits: see the module docstring.
-    prompt: `[batch, prompt_len]` int32, `prompt_len >= 1`; prefilled in one call.
-    cache: the empty cache for `batch` sequences.
+    prompt: `[batch, prompt_len]` int32 ids in `[0, vocab)`, `prompt_len >= 1`; prefilled in one
+      call.
+    cache: the empty cache for `batch` sequences (`init_cache`; its padding, if any, below
+      `prompt_len`).
     max_new_tokens: static number of generated tokens.
     eos_id: the end token in [0, vocab), or None for fixed-length generation.
     pad_id: written after the EOS.
@@ -511,8 +566,10 @@ def greedy(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, *, max_n
     log-probabilities are under the rescaled distribution, one-hot at temperature 0.)
 
   Raises:
-    ValueError: `eos_id` outside the vocabulary of the logits, an empty prompt, or a prompt and
-      `max_new_tokens` beyond the cache (see the module docstring).
+    ValueError: `eos_id` outside the vocabulary of the logits, an empty prompt, a concrete
+      prompt with an id outside that vocabulary, a concrete cache padding that leaves a row no
+      prompt token, or a prompt and `max_new_tokens` beyond the cache (see the module
+      docstring).
   """
   choose_fn = lambda logits, step: _argmax(_order_key(logits))
   return _decode(tokens_to_logits, prompt, cache, choose_fn, max_new_tokens, eos_id, pad_id)
@@ -537,8 +594,10 @@ def sample(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, rng: Arr
 
   Args:
     tokens_to_logits: see the module docstring.
-    prompt: `[batch, prompt_len]` int32, `prompt_len >= 1`; prefilled in one call.
-    cache: the empty cache for `batch` sequences.
+    prompt: `[batch, prompt_len]` int32 ids in `[0, vocab)`, `prompt_len >= 1`; prefilled in one
+      call.
+    cache: the empty cache for `batch` sequences (`init_cache`; its padding, if any, below
+      `prompt_len`).
     rng: a PRNG key, or `[batch]` keys (one per example).
     max_new_tokens: static number of generated tokens.
     temperature: scalar or `[batch]` float, >= 0.
@@ -552,8 +611,10 @@ def sample(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, rng: Arr
 
   Raises:
     ValueError: a concrete setting outside its range (NaN included), `eos_id` outside the
-      vocabulary of the logits, an empty prompt, a prompt and `max_new_tokens` beyond the cache
-      (see the module docstring), or `rng` with a number of keys other than 1 or `batch`.
+      vocabulary of the logits, an empty prompt, a concrete prompt with an id outside that
+      vocabulary, a concrete cache padding that leaves a row no prompt token, a prompt and
+      `max_new_tokens` beyond the cache (see the module docstring), or `rng` with a number of
+      keys other than 1 or `batch`.
   """
   _check_sampling(temperature, top_k, top_p)
   row_keys = _row_keys(rng, prompt.shape[0])
@@ -666,8 +727,9 @@ def beam_search(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, *, 
   Args:
     tokens_to_logits: see the module docstring. The prompt is prefilled with batch `batch`;
       then the cache leaves with a batch axis are repeated to `[batch * beam_size, ...]`.
-    prompt: `[batch, prompt_len]` int32, `prompt_len >= 1`.
-    cache: the empty cache for `batch` sequences.
+    prompt: `[batch, prompt_len]` int32 ids in `[0, vocab)`, `prompt_len >= 1`.
+    cache: the empty cache for `batch` sequences (`init_cache`; its padding, if any, below
+      `prompt_len`).
     beam_size: static number of alive beams (and of finished slots), >= 1.
     max_new_tokens: static most generated tokens.
     eos_id: the end token in [0, vocab), or None (then every sequence has `max_new_tokens`
@@ -681,8 +743,10 @@ def beam_search(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, *, 
 
   Raises:
     ValueError: `beam_size`, `num_return` or `max_new_tokens` below 1, a concrete non-finite
-      `length_penalty`, `eos_id` outside the vocabulary of the logits, an empty prompt, or a
-      prompt and `max_new_tokens` beyond the cache (see the module docstring).
+      `length_penalty`, `eos_id` outside the vocabulary of the logits, an empty prompt, a
+      concrete prompt with an id outside that vocabulary, a concrete cache padding that leaves a
+      row no prompt token, or a prompt and `max_new_tokens` beyond the cache (see the module
+      docstring).
   """
   if beam_size < 1:
     raise ValueError(f"beam_size must be >= 1, got {beam_size}.")
@@ -694,11 +758,13 @@ def beam_search(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, *, 
     raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
   _check_prompt(prompt)
   _check_room(tokens_to_logits, prompt, max_new_tokens)
+  _check_padding(cache, prompt)
   batch = prompt.shape[0]
   alpha = jnp.asarray(length_penalty, jnp.float32)
 
   logits, cache = tokens_to_logits(prompt, cache)  # [batch, prompt_len, vocab]
   _check_eos(eos_id, logits.shape[-1])
+  _check_prompt_ids(prompt, logits.shape[-1])
   logits = jnp.repeat(logits[:, -1:], beam_size, axis=1)  # [batch, beam, vocab]
   cache = jax.tree.map(lambda x: jnp.repeat(x, beam_size, axis=0) if x.ndim else x, cache)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from gen_jax import names
+from gen_jax.errors import SettingError
 from gen_jax.methods import autoregressive
 from gen_jax.methods.autoregressive import (BeamSearch, BytesCodec, Greedy, IdentityCodec,
                                             Sampling)
@@ -104,7 +105,8 @@ def test_sample_script_prints_continuations_of_the_prompt(trained, decode):
   workdir, _ = trained
   out = subprocess.run(
       [sys.executable, str(ROOT / "experiments/sample.py"), f"--workdir={workdir}",
-       "--prompt=import ", "--length=5", f"--decode={decode}", "--beam_size=3", "--num=2"],
+       "--prompt=import ", "--length=5", f"--decode={decode}",
+       *{"beam": ["--beam_size=3"], "sample": ["--num=2"], "greedy": []}[decode]],
       capture_output=True, text=True, timeout=300, env=dict(os.environ))
   assert out.returncode == 0, out.stderr[-2000:]
   blocks = [b for b in out.stdout.split("=== ") if b.strip()]
@@ -224,9 +226,40 @@ def test_identity_codec_reads_and_writes_ids():
                              r"model.max_len=32"),
 ])
 def test_a_prompt_the_model_cannot_decode_is_refused_by_from_config(settings, message):
-  # Refused when the method is built, not when the loop first samples at the end of a run.
-  with pytest.raises(ValueError, match=message):
+  # Refused when the method is built, not when the loop first samples at the end of a run; a
+  # SettingError, which experiments/main.py prints in one line.
+  with pytest.raises(SettingError, match=message):
     autoregressive.from_config(tiny_config(**settings))
+
+
+def test_a_sample_prompt_the_codec_cannot_read_is_a_setting_error():
+  with pytest.raises(SettingError, match="model.sample_prompt: The identity codec reads token "
+                                         "ids as non-negative integers"):
+    autoregressive.from_config(tiny_config(codec="identity", sample_prompt="3 x"))
+
+
+@pytest.mark.parametrize("call", ["generate", "beam_search"])
+def test_prompt_ids_outside_the_vocabulary_are_refused_before_decoding(call):
+  # vocab_size 256: ids 256 and -1 do not exist. The method names them (the caller's argument:
+  # a ValueError, not a SettingError) before the decoders trace the model, also when the
+  # prompt is closed over by a jitted function, as experiments/sample.py does.
+  method, variables = tiny_method()
+  run = {
+      "generate": lambda prompt: method.generate(variables, jax.random.key(0), prompt,
+                                                 max_new_tokens=2, decoder=Greedy()),
+      "beam_search": lambda prompt: method.beam_search(variables, prompt, max_new_tokens=2,
+                                                       beam_size=2).sequences,
+  }[call]
+  cases = [
+      (np.array([[1, 256], [300, 2]], np.int32), r"The prompt holds the token ids \[256, 300\]"),
+      ([[5, -1, 7], [4]], r"Prompt 0 holds the token ids \[-1\]"),
+  ]
+  for prompt, message in cases:
+    with pytest.raises(ValueError, match=message + r", outside the model's vocabulary "
+                                       r"\[0, 256\) \(model.vocab_size=256\)") as error:
+      jax.jit(lambda: run(prompt))()
+    assert not isinstance(error.value, SettingError)
+  assert run([[5, 255, 7], [0]]).shape[-1] == 2  # the edges of the vocabulary are ids
 
 
 def test_integer_codes_under_their_own_key_train_one_step_and_sample_ids_in_range():

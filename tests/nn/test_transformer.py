@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+from gen_jax.errors import SettingError
 from gen_jax.nn.transformer import (CausalSelfAttention, DecoderStack, Transformer,
                                     TransformerConfig, apply_rope, rope_tables)
 from gen_jax.sampling import decoding
@@ -262,24 +263,31 @@ def test_decoder_stack_takes_embedded_inputs():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (dict(positions="sinusoidal"), "positions"),
-    (dict(norm="batch"), "norm"),
-    (dict(activation="swish"), "activation"),
-    (dict(positions="rope", rope_fraction=0.0), "rope_fraction"),
-    (dict(num_heads=5), "divisible"),
-    (dict(positions="rope", num_heads=32), "even head_dim"),
+    (dict(positions="sinusoidal"), r"model.positions must be one of \('learned', 'rope', "
+                                   r"'none'\), got 'sinusoidal'"),
+    (dict(norm="batch"), r"model.norm must be one of \('layer', 'rms'\), got 'batch'"),
+    (dict(activation="swish"), r"model.activation must be one of \('gelu', 'relu', "
+                               r"'squared_relu'\), got 'swish'"),
+    (dict(positions="rope", rope_fraction=0.0), r"model.rope_fraction must be in \(0, 1\]"),
+    (dict(num_heads=5), "model.d_model=32 is not divisible by model.num_heads=5"),
+    (dict(positions="rope", num_heads=32), "even head_dim; .* 32 / 32 = 1"),
 ])
-def test_bad_configs_are_refused(overrides, message):
-  with pytest.raises(ValueError, match=message):
+def test_bad_configs_are_refused_as_settings(overrides, message):
+  # Each comes from a config key: a SettingError, which experiments/main.py prints in one line.
+  with pytest.raises(SettingError, match=message):
     make_model(**overrides).init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
 
 
-def test_too_long_inputs_are_refused():
+def test_too_long_inputs_are_refused_as_the_callers_error():
+  # The caller's input shape, not a setting: a plain ValueError, so main.py shows the traceback
+  # of the code that passed it.
   model = make_model()
-  with pytest.raises(ValueError, match="exceeds max_len"):
+  with pytest.raises(ValueError, match="exceeds max_len") as error:
     model.init(jax.random.key(0), jnp.zeros((1, MAX_LEN + 1), jnp.int32))
-  with pytest.raises(ValueError, match="max_len"):
+  assert not isinstance(error.value, SettingError)
+  with pytest.raises(ValueError, match="max_len") as error:
     model.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32), decode=True)
+  assert not isinstance(error.value, SettingError)
 
 
 def _hyperparameters(module_cls, exclude=("parent", "name", "dtype", "param_dtype")):
@@ -316,7 +324,7 @@ def test_config_struct_round_trips_through_a_config_section():
   assert TransformerConfig.from_config(json.loads(json.dumps(section.to_dict()))) == config
   assert TransformerConfig.from_config(dataclasses.asdict(config)).make().config == config
   del section["norm_params"]
-  with pytest.raises(ValueError, match=r"lacks the transformer keys \['norm_params'\]"):
+  with pytest.raises(SettingError, match=r"lacks the transformer keys \['norm_params'\]"):
     TransformerConfig.from_config(section)
 
 

@@ -506,6 +506,38 @@ def test_tokens_tied_at_positive_infinity_share_the_probability():
   np.testing.assert_allclose(out.log_probs, np.log(0.5), atol=1e-6)
 
 
+def test_beams_and_greedy_continue_the_tokens_tied_at_positive_infinity():
+  # The first new token has logit +inf at ids 1 and 3, the second at ids 0 and 2 (the others
+  # finite or -inf). In the limit each step gives probability 1/2 to each of its two +inf ids
+  # and 0 to the rest, so exactly four sequences are possible, each with log-probability
+  # 2 log(1/2); a plain log-softmax gives NaN (inf - inf) and ranks them arbitrarily.
+  table = jnp.array([[0.0, np.inf, 5.0, np.inf, -np.inf],
+                     [np.inf, -1.0, np.inf, 3.0, 0.0]], jnp.float32)
+
+  def stub(tokens, cache):
+    # Row t at the one-token prompt's position t: the logits of new token t.
+    positions = cache["index"] + jnp.arange(tokens.shape[1])
+    logits = jnp.broadcast_to(table[positions], tokens.shape + (5,))
+    return logits, {"tokens": cache["tokens"], "index": cache["index"] + tokens.shape[1]}
+
+  prompt = jnp.zeros((1, 1), jnp.int32)
+  beams, greedy = jax.jit(lambda p: (
+      decoding.beam_search(stub, p, empty_cache(1), beam_size=5, max_new_tokens=2, eos_id=None,
+                           length_penalty=0.6),
+      decoding.greedy(stub, p, empty_cache(1), max_new_tokens=2)))(prompt)
+  # Equal scores: the lower parent beam, then the lower token, first; a fifth sequence has
+  # probability 0 (score -inf), so its slot is a placeholder.
+  np.testing.assert_array_equal(beams.sequences[0, :4], [[1, 0], [1, 2], [3, 0], [3, 2]])
+  np.testing.assert_allclose(beams.log_probs[0, :4], [2 * np.log(0.5)] * 4, atol=1e-6)
+  penalty = ((5.0 + 2) / 6.0) ** 0.6  # GNMT, two generated tokens
+  np.testing.assert_allclose(beams.scores[0, :4], [2 * np.log(0.5) / penalty] * 4, atol=1e-6)
+  np.testing.assert_array_equal(beams.finished, [[True] * 4 + [False]])
+  assert beams.scores[0, 4] == -np.inf
+  # Greedy takes the lower of the tied ids at each step.
+  np.testing.assert_array_equal(greedy.sequences, [[1, 0]])
+  np.testing.assert_allclose(greedy.log_probs, [2 * np.log(0.5)], atol=1e-6)
+
+
 @pytest.mark.parametrize("kwargs,message", [
     (dict(temperature=-0.5), "temperature must be a finite number >= 0 .*, got -0.5"),
     (dict(temperature=float("nan")), "temperature must be a finite number >= 0 .*, got nan"),
@@ -557,6 +589,53 @@ def test_an_empty_prompt_is_refused_by_every_decoder():
     decoding.beam_search(stub, empty, empty_cache(2), beam_size=2, max_new_tokens=2, eos_id=0)
 
 
+@pytest.mark.parametrize("decoder", ["greedy", "sample", "beam_search"])
+@pytest.mark.parametrize("bad_id", [3, -1])
+def test_prompt_ids_outside_the_vocabulary_are_refused(decoder, bad_id):
+  # The logits have vocabulary 3, so only ids 0, 1, 2 exist; a model would embed another id
+  # as NaN and decode garbage. The first bad id is named with its row and position.
+  stub = constant_logits_stub(np.zeros(3, np.float32))
+  run = {
+      "greedy": lambda p: decoding.greedy(stub, p, empty_cache(2), max_new_tokens=2),
+      "sample": lambda p: decoding.sample(stub, p, empty_cache(2), jax.random.key(0),
+                                          max_new_tokens=2),
+      "beam_search": lambda p: decoding.beam_search(stub, p, empty_cache(2), beam_size=2,
+                                                    max_new_tokens=2, eos_id=None),
+  }[decoder]
+  assert run(jnp.array([[0, 2], [1, 2]])).sequences.shape[-1] == 2  # the edges are in
+  prompt = jnp.array([[0, 2], [bad_id, 4]])
+  message = (rf"token id {bad_id} at row 1, position 0 \(and 1 more\), outside the vocabulary "
+             r"\[0, 3\) of the logits: pass ids below 3")
+  with pytest.raises(ValueError, match=message):
+    run(prompt)
+  with pytest.raises(ValueError, match=message):  # a concrete prompt closed over by jit too
+    jax.jit(lambda: run(prompt))()
+  jax.jit(run)(prompt)  # traced: cannot be checked
+
+
+@pytest.mark.parametrize("decoder", ["greedy", "sample", "beam_search"])
+def test_a_cache_padding_as_wide_as_the_prompt_is_refused(decoder):
+  # left_pad never pads a row to the full width; a padding of 2 on a 2-token prompt leaves row
+  # 1 no real token to attend to. A negative padding (a hand-made cache) is refused as well.
+  model, tokens_to_logits = tiny_transformer("learned")
+  prompt = jnp.array([[1, 2], [3, 4]])
+  run = {
+      "greedy": lambda cache: decoding.greedy(tokens_to_logits, prompt, cache, max_new_tokens=2),
+      "sample": lambda cache: decoding.sample(tokens_to_logits, prompt, cache, jax.random.key(0),
+                                              max_new_tokens=2),
+      "beam_search": lambda cache: decoding.beam_search(tokens_to_logits, prompt, cache,
+                                                        beam_size=2, max_new_tokens=2,
+                                                        eos_id=None),
+  }[decoder]
+  with pytest.raises(ValueError, match=r"The cache pads row 1 with 2 tokens, but the prompt is 2 "
+                                       r"tokens wide: .* \[0, 2\) .* decoding.left_pad"):
+    run(decoding.init_cache(model, 2, [0, 2]))
+  cache = decoding.init_cache(model, 2)
+  cache["decoder"]["padding"] = jnp.array([-1, 0], jnp.int32)
+  with pytest.raises(ValueError, match="The cache pads row 0 with -1 tokens"):
+    run(cache)
+
+
 def test_settings_traced_under_jit_are_not_checked():
   # Traced values cannot be checked: a negative temperature is greedy, as temperature 0.
   stub = constant_logits_stub(np.array([[0.5, 2.0, 1.0], [3.0, 0.0, 1.0]], np.float32))
@@ -590,10 +669,12 @@ def test_filter_keeps_the_tokens_of_a_sorting_oracle_on_tied_logits():
 RAGGED_PROMPTS = [[5, 6], [1, 2, 3, 4, 7], [9]]
 
 
+@functools.lru_cache(maxsize=None)
 def tiny_transformer(positions):
+  """(model, tokens_to_logits) of a small random transformer, shared by the tests."""
   model = Transformer(vocab_size=11, num_layers=2, num_heads=2, d_model=16, d_ff=32, max_len=10,
                       positions=positions)
-  params = model.init(jax.random.key(0), jnp.zeros((1, 10), jnp.int32))["params"]
+  params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 10), jnp.int32))["params"]
   return model, decoding.make_tokens_to_logits(model, params)
 
 
@@ -602,9 +683,11 @@ def tiny_transformer(positions):
 def test_each_row_of_a_ragged_batch_decodes_as_its_prompt_alone(positions, decoder):
   # Left padding is hidden from every query and positions count from each row's first token,
   # so a row of the batch sees exactly what its prompt alone sees: the same tokens and scores.
+  # Jitted: one compilation per prompt shape (the padded and unpadded batches share one, the
+  # padding being an array of the cache), where each eager call compiles its scan anew.
   model, tokens_to_logits = tiny_transformer(positions)
   keys = jax.random.split(jax.random.key(3), len(RAGGED_PROMPTS))
-  run = {
+  run = jax.jit({
       "greedy": lambda prompt, cache, keys: decoding.greedy(
           tokens_to_logits, prompt, cache, max_new_tokens=5, eos_id=1),
       "sample": lambda prompt, cache, keys: decoding.sample(
@@ -613,7 +696,7 @@ def test_each_row_of_a_ragged_batch_decodes_as_its_prompt_alone(positions, decod
       "beam_search": lambda prompt, cache, keys: decoding.beam_search(
           tokens_to_logits, prompt, cache, beam_size=3, max_new_tokens=5, eos_id=1,
           length_penalty=0.6),
-  }[decoder]
+  }[decoder])
   prompt, padding = decoding.left_pad(RAGGED_PROMPTS)
   np.testing.assert_array_equal(padding, [3, 0, 4])
   batch = run(jnp.asarray(prompt), decoding.init_cache(model, 3, padding), keys)
@@ -669,6 +752,11 @@ def test_left_pad_and_init_cache_refuse_what_they_cannot_pad():
     decoding.init_cache(model, 3, [0, 1])
   with pytest.raises(ValueError, match="padding must be 2 non-negative ints"):
     decoding.init_cache(model, 2, [0, -1])
+  # Padding counts token slots: a fraction, or a float even when whole, is no count.
+  with pytest.raises(ValueError, match=r"got \[0.0, 1.5\] of dtype float64"):
+    decoding.init_cache(model, 2, [0, 1.5])
+  with pytest.raises(ValueError, match=r"got \[0.0, 1.0\] of dtype float32"):
+    decoding.init_cache(model, 2, np.array([0, 1], np.float32))
   cache = decoding.init_cache(model, 2, [0, 3])
   np.testing.assert_array_equal(cache["decoder"]["padding"], [0, 3])
 
