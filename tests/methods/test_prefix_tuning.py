@@ -116,11 +116,12 @@ def test_a_prefix_of_a_prompts_keys_and_values_is_that_prompt(lm):
                               max_new_tokens=6, decoder=decoder)
     np.testing.assert_array_equal(got, want)
   # The prefix's slots count against the LM's max_len: 32 - 4 leaves 28 (4 + 25 - 1).
-  method.generate(variables, jax.random.key(0), start, max_new_tokens=25, code=0,
-                  decoder=ar.Greedy())
+  # The check is made while tracing, so tracing alone (eval_shape) shows it.
+  fits = lambda n: jax.eval_shape(lambda: method.generate(
+      variables, jax.random.key(0), start, max_new_tokens=n, code=0, decoder=ar.Greedy()))
+  assert fits(25).shape == (2, 25)  # the new tokens
   with pytest.raises(ValueError, match="max_len"):
-    method.generate(variables, jax.random.key(0), start, max_new_tokens=26, code=0,
-                    decoder=ar.Greedy())
+    fits(26)
   # Jitted, as the loop samples.
   samples = setup.sample_fn(2)(variables, jax.random.key(1))
   assert samples.shape == (2, 4 + method.sample_length)

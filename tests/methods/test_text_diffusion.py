@@ -227,8 +227,9 @@ def test_train_steps_lower_the_loss_on_a_tiny_batch():
   state = step_lib.init_state(method, optimizers, jax.random.PRNGKey(0), batch, ema_decay=0.0)
   step = jax.jit(step_lib.make_train_step(method, optimizers))
   params_0 = state.params["denoiser"]
-  eval_loss = jax.jit(lambda p: jnp.mean(jnp.stack([method.per_example_loss(
-      p, method.data(batch), batch["caption"], jax.random.PRNGKey(i))[0] for i in range(8)])))
+  keys = jax.random.split(jax.random.PRNGKey(1), 8)  # 8 draws of t and noise per example
+  eval_loss = jax.jit(lambda p: jnp.mean(jax.vmap(lambda k: method.per_example_loss(
+      p, method.data(batch), batch["caption"], k)[0])(keys)))
   before = float(eval_loss(params_0))
   for _ in range(60):
     state, metrics = step(state, batch)
