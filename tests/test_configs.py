@@ -1,5 +1,5 @@
 """Every experiment config: its documented variants pass the schema's checks, and its tiny
-variant trains."""
+variant trains (here, or in the method's test that `TRAINED_BY` names)."""
 
 import importlib.util
 import math
@@ -13,6 +13,15 @@ from gen_jax.train.loop import train_and_evaluate
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "experiments/configs").glob("*.py"))
 # Configs whose data needs a download; they must still resolve, but cannot train here.
 NEEDS_DOWNLOAD = ("mnist", "cifar10", "celeb_a", "shakespeare")
+# Configs whose tiny variant a method's test trains through the loop and checks as
+# test_tiny_variant_trains would (the steps, one trace, finite evaluation metrics), and more.
+_VAE = "methods/test_vae.py::test_tiny_config_trains_evaluates_and_writes_samples"
+_GAN = "methods/test_gan.py::test_tiny_config_trains_and_writes_samples_and_gan_lab_frames"
+TRAINED_BY = {
+    "vae_digits": _VAE, "ae_digits": _VAE, "gan_ring8": _GAN, "gan_grid25": _GAN,
+    "frozen_captioner_digits": "methods/test_frozen_captioner.py::test_both_stages_train_"
+                               "through_the_loop_and_the_language_model_stays_bitwise",
+}
 
 
 def _load(path: Path):
@@ -70,8 +79,8 @@ def test_every_variant_passes_the_schema_checks(path, arg):
   assert config.data.name == raw.data.name and config.train.num_steps == raw.train.num_steps
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if not any(n in p.stem for n in NEEDS_DOWNLOAD)],
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in CONFIGS if not any(n in p.stem for n in NEEDS_DOWNLOAD)
+                                  and p.stem not in TRAINED_BY], ids=lambda p: p.stem)
 def test_tiny_variant_trains(path, tmp_path):
   module = _load(path)
   config = module.get_config("tiny")
@@ -83,3 +92,11 @@ def test_tiny_variant_trains(path, tmp_path):
   assert int(result.state.step) == config.train.num_steps
   assert result.traces == 1
   assert all(math.isfinite(v) for v in result.eval_metrics.values())
+
+
+def test_the_tests_that_train_the_other_tiny_variants_exist():
+  root = Path(__file__).resolve().parent
+  for name, test in TRAINED_BY.items():
+    path, function = test.split("::")
+    assert (root / path).is_file() and f"def {function}(" in (root / path).read_text(), name
+    assert f'"{name}"' in (root / path).read_text(), f"{path} does not name {name}"

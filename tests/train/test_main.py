@@ -4,8 +4,9 @@ training step: no checkpoint is written and no traceback is printed.
 
 The schema (gen_jax.train.config) already refuses single values out of range, such as
 `model.num_codes=0` or `model.label_dropout=1.5`; these cases are refused later, by the code that
-reads the setting. Three run main.py as a subprocess (3 to 5 s each); the rest build the method
-from the config directly and expect a SettingError that names the key.
+reads the setting. One runs main.py as a subprocess (a refusal while the network is set up, inside
+the loop); the rest build the method from the config directly (or trace its init) and expect a
+SettingError that names the key.
 """
 
 import importlib.util
@@ -14,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import pytest
 
@@ -39,10 +42,6 @@ def tiny(name: str, **model) -> ml_collections.ConfigDict:
     # Each field is in range; the quantizer refuses the pair.
     ("vqvae_digits", ["--config.model.dead_code_threshold=1", "--config.model.ema_decay=0"],
      "model.dead_code_threshold=1.0 needs the EMA codebook statistics, but model.ema_decay=0 "),
-    ("ddpm_digits", ["--config.model.emb_features=7"],
-     "model.emb_features=7: the time embedding's width must be even; "),
-    ("ddpm_digits_text", ["--config.model.network=unet"],
-     "model.text_key='caption' makes the model text-conditional: set model.network='text_unet' "),
 ])
 def test_a_setting_the_method_refuses_ends_main_in_one_line(tmp_path, config, overrides,
                                                             message):
@@ -58,6 +57,12 @@ def test_a_setting_the_method_refuses_ends_main_in_one_line(tmp_path, config, ov
   assert [line for line in lines if "Error" in line] == lines[-1:], out.stderr
   steps = [p for p in (tmp_path / "checkpoints").glob("*") if p.name.isdigit()]
   assert steps == [], "a checkpoint was written"
+
+
+def _init_shapes(method):
+  """Traces the method's init on an 8x8 batch (a network refuses its settings when it is set up)."""
+  batch = {"image": jnp.zeros((2, 8, 8, 1))}
+  return jax.eval_shape(lambda: method.init(jax.random.key(0), batch))
 
 
 @pytest.mark.parametrize("build,message", [
@@ -83,6 +88,12 @@ def test_a_setting_the_method_refuses_ends_main_in_one_line(tmp_path, config, ov
     (lambda: vae.from_config(tiny("vae_digits", objective="iwae", posterior="deterministic",
                                   image_shape=(8, 8, 1), num_levels=17)),
      "the IWAE objective (model.objective='iwae') needs a posterior with a density"),
+    (lambda: diffusion.from_config(tiny("ddpm_digits_text", network="unet",
+                                        image_shape=(8, 8, 1))),
+     "model.text_key='caption' makes the model text-conditional: set model.network='text_unet' "),
+    (lambda: _init_shapes(diffusion.from_config(tiny("ddpm_digits", emb_features=7,
+                                                     image_shape=(8, 8, 1)))),
+     "model.emb_features=7: the time embedding's width must be even; "),
     (lambda: TextConditional(prompts=("a two",), max_len=8, drop_prob=1.0),
      "The prompt dropout probability must be in [0, 1), got 1.0: set model.label_dropout."),
 ])
