@@ -410,6 +410,25 @@ def test_flags_the_decoding_strategy_ignores_are_refused(sample_module, lm_workd
   assert got == f"sample.py: {message}"
 
 
+# Each decoding strategy's own flags, written out (greedy reads none of them).
+_READS = {"sample": ("num", "seed", "temperature", "top_k", "top_p"),
+          "beam": ("beam_size", "length_penalty")}
+_VALUES = {"num": 2, "seed": 3, "temperature": 0.5, "top_k": 5, "top_p": 0.9, "beam_size": 2,
+           "length_penalty": 0.5}
+
+
+@pytest.mark.parametrize("decode,flag", [
+    (decode, flag) for decode in ("greedy", "sample", "beam")
+    for reader, flags_ in _READS.items() if reader != decode for flag in flags_])
+def test_every_flag_of_another_strategy_is_refused(sample_module, lm_workdir, monkeypatch,
+                                                   decode, flag):
+  reader = next(r for r, flags_ in _READS.items() if flag in flags_)
+  got = refuse(sample_module, monkeypatch, f"--workdir={lm_workdir}", f"--decode={decode}",
+               f"--{flag}={_VALUES[flag]}")
+  assert got == (f"sample.py: --decode {decode} ignores --{flag} (read by --decode {reader}): "
+                 f"drop it.")
+
+
 def _text_model():
   config = _config("ddpm_digits_text")
   config.model.image_shape = (8, 8, 1)

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gen_jax.errors import SettingError
 from gen_jax.nn.mlp import MLP
 
 
@@ -78,9 +79,10 @@ def test_activations_are_looked_up_by_name(activation):
 
 
 def test_unknown_activation_is_refused():
-  with pytest.raises(ValueError, match="unknown activation 'relux'"):
+  # A SettingError (model.activation), which experiments/main.py prints in one line.
+  with pytest.raises(SettingError, match="unknown activation 'relux'"):
     _init_apply(MLP(features=(8,), activation="relux"), jnp.ones((3, 2)))
-  with pytest.raises(ValueError, match="unknown activation 'Dense'"):
+  with pytest.raises(SettingError, match="unknown activation 'Dense'"):
     _init_apply(MLP(features=(8,), activation="Dense"), jnp.ones((3, 2)))
 
 
