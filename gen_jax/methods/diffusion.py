@@ -410,13 +410,17 @@ def _conditioning(m: ml_collections.ConfigDict) -> Conditioning:
 
 
 def _check_example_shape(m: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> None:
-  """Refuses a U-Net with more halvings than the image sides allow, before the network sees an
-  image (whose check could only name the image's shape).
+  """Refuses a U-Net for examples that are not images [h, w, c], or with more halvings than the
+  image sides allow, before the network sees an example (whose check could only name its shape).
 
   Raises:
     SettingError: naming the keys to change.
   """
-  if m.network in ("unet", "text_unet") and len(example_shape) == 3:
+  if m.network in ("unet", "text_unet") and len(example_shape) != 3:
+    raise SettingError(f"model.network={m.network!r} denoises images [h, w, c], but the examples "
+                       f"(model.data_key={m.data_key!r}) have shape {tuple(example_shape)}: use "
+                       f"model.network='mlp' for points.")
+  if m.network in ("unet", "text_unet"):
     factor = 2 ** (len(m.widths) - 1)
     if example_shape[0] % factor or example_shape[1] % factor:
       raise SettingError(f"model.widths={tuple(m.widths)} halves the {example_shape[0]}x"

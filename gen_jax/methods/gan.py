@@ -391,12 +391,26 @@ def _conditioning(m: ml_collections.ConfigDict) -> Conditioning:
 
 def from_config(config: ml_collections.ConfigDict, spec: DataSpec | None = None) -> GAN:
   """The GAN of `config.model`. `spec`, when given, is checked to hold the examples
-  (`model.data_key`) and labels (`model.label_key`) the players read."""
+  (`model.data_key`, of `model.data_dim` for mlp networks) and labels (`model.label_key`) the
+  players read.
+
+  Raises:
+    SettingError: a setting the GAN cannot use (the message names the key and what to set).
+    KeyError: `spec` has no entry the settings name.
+  """
   m = config.model
   if spec is not None:
-    spec.feature(m.data_key, what="model.data_key")
+    shape = spec.shape(m.data_key, what="model.data_key")
+    if m.networks == "mlp" and shape != (m.data_dim,):
+      fix = (f"set model.data_dim={shape[0]}" if len(shape) == 1 else
+             "mlp networks generate points [data_dim]: set model.networks='dcgan' for images")
+      raise SettingError(f"model.data_dim={m.data_dim}, but the examples (model.data_key="
+                         f"{m.data_key!r}) have shape {tuple(shape)}: {fix}.")
     if m.label_key:
       spec.feature(m.label_key, what="model.label_key")
+  if m.interpolation and m.networks == "mlp":
+    raise SettingError(f"model.interpolation={m.interpolation!r} draws latent paths as image "
+                       "grids, which mlp networks (points) do not make: leave it '' for points.")
   generator, discriminator = NETWORKS.get(m.networks)(m)
   if m.n_critic < 1:
     raise SettingError(f"model.n_critic must be >= 1, got {m.n_critic}.")

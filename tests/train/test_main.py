@@ -23,6 +23,7 @@ import pytest
 from gen_jax.conditioning import TextConditional
 from gen_jax.errors import SettingError
 from gen_jax.methods import diffusion, gan, vae
+from gen_jax.methods.base import DataSpec, Feature
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "experiments/configs"
@@ -57,6 +58,10 @@ def test_a_setting_the_method_refuses_ends_main_in_one_line(tmp_path, config, ov
   assert [line for line in lines if "Error" in line] == lines[-1:], out.stderr
   steps = [p for p in (tmp_path / "checkpoints").glob("*") if p.name.isdigit()]
   assert steps == [], "a checkpoint was written"
+
+
+POINTS = DataSpec(features={"point": Feature((2,), "float32"), "mode": Feature((), "int32")},
+                  num_classes=8, name="ring8")
 
 
 def _init_shapes(method):
@@ -94,6 +99,15 @@ def _init_shapes(method):
     (lambda: _init_shapes(diffusion.from_config(tiny("ddpm_digits", emb_features=7,
                                                      image_shape=(8, 8, 1)))),
      "model.emb_features=7: the time embedding's width must be even; "),
+    (lambda: gan.from_config(tiny("gan_ring8", data_dim=3), POINTS),
+     "model.data_dim=3, but the examples (model.data_key='point') have shape (2,): set "
+     "model.data_dim=2."),
+    (lambda: gan.from_config(tiny("gan_ring8", interpolation="spherical"), POINTS),
+     "model.interpolation='spherical' draws latent paths as image grids, which mlp networks "
+     "(points) do not make"),
+    (lambda: diffusion.from_config(tiny("ddpm_toy2d", network="unet"), POINTS),
+     "model.network='unet' denoises images [h, w, c], but the examples (model.data_key='point') "
+     "have shape (2,): use model.network='mlp' for points."),
     (lambda: TextConditional(prompts=("a two",), max_len=8, drop_prob=1.0),
      "The prompt dropout probability must be in [0, 1), got 1.0: set model.label_dropout."),
 ])
