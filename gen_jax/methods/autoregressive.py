@@ -262,9 +262,11 @@ class Autoregressive:
       `[batch, max_new_tokens]` int32 token ids, the prompt excluded.
 
     Raises:
-      ValueError: a concrete prompt with an id outside the model's vocabulary (named before
-        anything is traced), or as the decoders, e.g. a prompt plus new tokens beyond the
-        model's `max_len`.
+      ValueError: a prompt (or a row of one) that is not integer token ids: floats (even whole
+        ones such as 2.0), bools, or text (encode it with `method.codec.encode(text)`); a
+        concrete prompt with an id outside the model's vocabulary (both named before anything
+        is traced); or as the decoders, e.g. a prompt plus new tokens beyond the model's
+        `max_len`.
     """
     tokens_to_logits, prompt, cache = self._decoding_inputs(variables, prompt)
     decoder = self.decoder if decoder is None else decoder
@@ -305,9 +307,17 @@ class Autoregressive:
     return tokens_to_logits, prompt, decoding.init_cache(self.network, prompt.shape[0], padding)
 
   def _check_prompt_ids(self, prompt, name: str) -> None:
-    """Refuses (ValueError: a caller's argument) a concrete `prompt` holding an id outside
-    `[0, vocab_size)`; a traced one cannot be checked (the decoders then see it)."""
+    """Refuses (ValueError: a caller's argument) a `prompt` that is not integer ids (floats,
+    even whole ones, which the int32 cast would truncate; bools; text, which the codec encodes)
+    and a concrete one holding an id outside `[0, vocab_size)`; the values of a traced one
+    cannot be checked (the decoders then see it), its dtype can."""
     ids = concrete(prompt)
+    dtype = np.dtype(prompt.dtype) if ids is None else ids.dtype
+    if not np.issubdtype(dtype, np.integer) and (ids is None or ids.size):  # empty: left_pad's
+      shown = "" if ids is None else f" ({_preview(ids)})"
+      raise ValueError(f"{name.capitalize()} is not token ids: got dtype {dtype}{shown}. Pass "
+                       f"token ids (ints); encode text with the model's codec, e.g. "
+                       f"method.codec.encode(text), and round or cast float ids yourself.")
     if ids is None:
       return
     vocab = self.network.vocab_size
@@ -316,6 +326,11 @@ class Autoregressive:
       raise ValueError(f"{name.capitalize()} holds the token ids {outside}, outside the model's "
                        f"vocabulary [0, {vocab}) (model.vocab_size={vocab}): pass ids below "
                        f"{vocab}.")
+
+
+def _preview(values: np.ndarray, limit: int = 60) -> str:
+  text = repr(values.tolist())
+  return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # ----------------------------------------------------------------------------------------------

@@ -181,9 +181,11 @@ def init_cache(model: nn.Module, batch_size: int, padding: Any = None) -> Any:
       written into the cache's `padding` leaves (`gen_jax.nn.transformer`); None means none.
 
   Raises:
-    ValueError: `padding` of another shape, negative, of a non-integer dtype (e.g. 1.5, or
-      1.0: it counts token slots), or given for a model whose cache has no `padding` leaf. (A
-      padding as wide as the prompt is refused by the decoders, which see the prompt.)
+    ValueError: `padding` of another shape, negative, `model.max_len` or more (the cache holds
+      the padding and at least one token; checked before the int32 cast, which would wrap
+      2**32 to 0), of a non-integer dtype (e.g. 1.5, or 1.0: it counts token slots), or given
+      for a model whose cache has no `padding` leaf. (A padding as wide as the prompt is
+      refused by the decoders, which see the prompt.)
   """
   dummy = jnp.zeros((batch_size, model.max_len), jnp.int32)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), dummy, decode=True)["cache"])
@@ -192,11 +194,13 @@ def init_cache(model: nn.Module, batch_size: int, padding: Any = None) -> Any:
     return cache
   padding = np.asarray(padding)
   integer = np.issubdtype(padding.dtype, np.integer)
-  if not integer or padding.shape != (batch_size,) or padding.min() < 0:
+  if (not integer or padding.shape != (batch_size,) or padding.min() < 0
+      or padding.max() >= model.max_len):
     dtype = "" if integer else f" of dtype {padding.dtype}"
-    raise ValueError(f"padding must be {batch_size} non-negative ints (one per row: the count "
-                     f"of left-padding tokens that decoding.left_pad returns), got "
-                     f"{padding.tolist()}{dtype}.")
+    raise ValueError(f"padding must be {batch_size} non-negative ints below the model's max_len="
+                     f"{model.max_len} (one per row: the count of left-padding tokens that "
+                     f"decoding.left_pad returns, which leaves each row a token within the "
+                     f"cache), got {padding.tolist()}{dtype}.")
   flat = flax.traverse_util.flatten_dict(cache)
   leaves = [path for path in flat if path[-1] == "padding"]
   if not leaves:
@@ -228,6 +232,13 @@ def _check_sampling(temperature: Any, top_k: Any, top_p: Any) -> None:
 
 
 def _check_prompt(prompt: Array) -> None:
+  """Refuses a prompt that is not token ids: of a non-integer dtype (a float even when whole, a
+  bool, text), or not `[batch, prompt_len >= 1]`. The dtype is known also when traced."""
+  dtype = np.dtype(prompt.dtype)
+  if not np.issubdtype(dtype, np.integer):
+    raise ValueError(f"prompt must be integer token ids, got dtype {dtype}: pass ints (e.g. "
+                     f"jnp.asarray(ids, jnp.int32); encode text with the model's codec, and round "
+                     f"or cast float ids yourself).")
   if prompt.ndim != 2 or prompt.shape[1] < 1:
     raise ValueError(f"prompt must be token ids [batch, prompt_len] with prompt_len >= 1, got "
                      f"shape {prompt.shape}: decoding continues at least one token (start an "
@@ -566,10 +577,10 @@ def greedy(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, *, max_n
     log-probabilities are under the rescaled distribution, one-hot at temperature 0.)
 
   Raises:
-    ValueError: `eos_id` outside the vocabulary of the logits, an empty prompt, a concrete
-      prompt with an id outside that vocabulary, a concrete cache padding that leaves a row no
-      prompt token, or a prompt and `max_new_tokens` beyond the cache (see the module
-      docstring).
+    ValueError: `eos_id` outside the vocabulary of the logits, a prompt of a non-integer dtype
+      (floats, bools, text: pass token ids) or empty, a concrete prompt with an id outside that
+      vocabulary, a concrete cache padding that leaves a row no prompt token, or a prompt and
+      `max_new_tokens` beyond the cache (see the module docstring).
   """
   choose_fn = lambda logits, step: _argmax(_order_key(logits))
   return _decode(tokens_to_logits, prompt, cache, choose_fn, max_new_tokens, eos_id, pad_id)
@@ -611,10 +622,10 @@ def sample(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, rng: Arr
 
   Raises:
     ValueError: a concrete setting outside its range (NaN included), `eos_id` outside the
-      vocabulary of the logits, an empty prompt, a concrete prompt with an id outside that
-      vocabulary, a concrete cache padding that leaves a row no prompt token, a prompt and
-      `max_new_tokens` beyond the cache (see the module docstring), or `rng` with a number of
-      keys other than 1 or `batch`.
+      vocabulary of the logits, a prompt of a non-integer dtype (floats, bools, text: pass
+      token ids) or empty, a concrete prompt with an id outside that vocabulary, a concrete
+      cache padding that leaves a row no prompt token, a prompt and `max_new_tokens` beyond the
+      cache (see the module docstring), or `rng` with a number of keys other than 1 or `batch`.
   """
   _check_sampling(temperature, top_k, top_p)
   row_keys = _row_keys(rng, prompt.shape[0])
@@ -743,10 +754,10 @@ def beam_search(tokens_to_logits: TokensToLogits, prompt: Array, cache: Any, *, 
 
   Raises:
     ValueError: `beam_size`, `num_return` or `max_new_tokens` below 1, a concrete non-finite
-      `length_penalty`, `eos_id` outside the vocabulary of the logits, an empty prompt, a
-      concrete prompt with an id outside that vocabulary, a concrete cache padding that leaves a
-      row no prompt token, or a prompt and `max_new_tokens` beyond the cache (see the module
-      docstring).
+      `length_penalty`, `eos_id` outside the vocabulary of the logits, a prompt of a
+      non-integer dtype (floats, bools, text: pass token ids) or empty, a concrete prompt with
+      an id outside that vocabulary, a concrete cache padding that leaves a row no prompt
+      token, or a prompt and `max_new_tokens` beyond the cache (see the module docstring).
   """
   if beam_size < 1:
     raise ValueError(f"beam_size must be >= 1, got {beam_size}.")

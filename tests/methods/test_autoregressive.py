@@ -262,6 +262,38 @@ def test_prompt_ids_outside_the_vocabulary_are_refused_before_decoding(call):
   assert run([[5, 255, 7], [0]]).shape[-1] == 2  # the edges of the vocabulary are ids
 
 
+@pytest.mark.parametrize("call", ["generate", "beam_search"])
+@pytest.mark.parametrize("prompt, message", [
+    # A float id would be cast to int32 and truncated (1.7 decoded as 1): refused, even whole.
+    ([[1, 2], [1.7]], r"Prompt 1 is not token ids: got dtype float64 \(\[1.7\]\)"),
+    (np.array([[1.5, 2.0]]), r"The prompt is not token ids: got dtype float64"),
+    (np.array([[1.0, 2.0]], np.float32), r"The prompt is not token ids: got dtype float32"),
+    (np.array([[True, False]]), r"The prompt is not token ids: got dtype bool"),
+    # Text is the codec's to encode (numpy would otherwise fail comparing it with ints).
+    ("def ", r"The prompt is not token ids: got dtype <U4 \('def '\)"),
+    (["def ", "im"], r"Prompt 0 is not token ids: got dtype <U4"),
+    ([b"def "], r"Prompt 0 is not token ids: got dtype \|S4"),
+])
+def test_a_prompt_that_is_not_integer_ids_is_refused_with_the_codec_named(call, prompt, message):
+  # The oracle: only integer dtypes are token ids. Each of these would otherwise decode
+  # silently wrong (a truncated id) or fail inside numpy; the message says to pass ints and
+  # how to get them from text. Also when jitted with the prompt closed over, as sample.py does.
+  method, variables = tiny_method()
+  run = {
+      "generate": lambda p: method.generate(variables, jax.random.key(0), p, max_new_tokens=2,
+                                            decoder=Greedy()),
+      "beam_search": lambda p: method.beam_search(variables, p, max_new_tokens=2,
+                                                  beam_size=2).sequences,
+  }[call]
+  advice = (r"Pass token ids \(ints\); encode text with the model's codec, e.g. "
+            r"method.codec.encode\(text\)")
+  with pytest.raises(ValueError, match=message + r".*\. " + advice):
+    jax.jit(lambda: run(prompt))()
+  with pytest.raises(ValueError, match=r"The prompt is not token ids: got dtype float32\. "):
+    jax.jit(run)(jnp.ones((1, 2), jnp.float32))  # traced: the dtype is still known
+  assert run([[1, 2], [1]]).shape[-1] == 2  # the same prompts as ints decode
+
+
 def test_integer_codes_under_their_own_key_train_one_step_and_sample_ids_in_range():
   config = tiny_config(vocab_size=16, tokens_key="codes", codec="identity", sample_prompt="5",
                        sample_length=6, decoder="sampling", temperature=1.0, top_p=1.0)

@@ -590,6 +590,32 @@ def test_an_empty_prompt_is_refused_by_every_decoder():
 
 
 @pytest.mark.parametrize("decoder", ["greedy", "sample", "beam_search"])
+@pytest.mark.parametrize("prompt", [jnp.array([[1.0, 2.0]]), np.array([[1.5, 0.0]]),
+                                    jnp.array([[True, False]])])
+def test_a_prompt_of_a_non_integer_dtype_is_refused_by_every_decoder(decoder, prompt):
+  # The oracle: token ids are integers, so a float prompt (even whole: 1.0) or a bool one is
+  # no prompt; a Flax embedding would say only "Input type must be an integer". The dtype is
+  # known also when the prompt is traced, so jit refuses it too.
+  model, tokens_to_logits = tiny_transformer("learned")
+  run = {
+      "greedy": lambda p: decoding.greedy(tokens_to_logits, p, decoding.init_cache(model, 1),
+                                          max_new_tokens=2),
+      "sample": lambda p: decoding.sample(tokens_to_logits, p, decoding.init_cache(model, 1),
+                                          jax.random.key(0), max_new_tokens=2),
+      "beam_search": lambda p: decoding.beam_search(tokens_to_logits, p,
+                                                    decoding.init_cache(model, 1), beam_size=2,
+                                                    max_new_tokens=2, eos_id=None),
+  }[decoder]
+  message = (r"prompt must be integer token ids, got dtype {}: pass ints "
+             r"\(e.g. jnp.asarray\(ids, jnp.int32\); encode text with the model's codec")
+  with pytest.raises(ValueError, match=message.format(prompt.dtype)):
+    run(prompt)
+  with pytest.raises(ValueError, match=message.format(jnp.asarray(prompt).dtype)):
+    jax.jit(run)(prompt)  # (jit reads NumPy's float64 as float32 without jax_enable_x64)
+  assert run(jnp.array([[1, 0]], jnp.uint8)).sequences.shape[-1] == 2  # any integer dtype
+
+
+@pytest.mark.parametrize("decoder", ["greedy", "sample", "beam_search"])
 @pytest.mark.parametrize("bad_id", [3, -1])
 def test_prompt_ids_outside_the_vocabulary_are_refused(decoder, bad_id):
   # The logits have vocabulary 3, so only ids 0, 1, 2 exist; a model would embed another id
@@ -757,6 +783,14 @@ def test_left_pad_and_init_cache_refuse_what_they_cannot_pad():
     decoding.init_cache(model, 2, [0, 1.5])
   with pytest.raises(ValueError, match=r"got \[0.0, 1.0\] of dtype float32"):
     decoding.init_cache(model, 2, np.array([0, 1], np.float32))
+  # max_len 10: the cache holds at most 9 padding slots and one token. Larger paddings are
+  # refused before the int32 cast, which would wrap 2**32 + 1 to 1 (and uint64 2**63 to 0).
+  for padding in ([0, 10], [0, 2**32 + 1], np.array([0, 2**63], np.uint64)):
+    with pytest.raises(ValueError, match=r"padding must be 2 non-negative ints below the "
+                                         r"model's max_len=10 .*, got \[0, \d+\]\.$"):
+      decoding.init_cache(model, 2, padding)
+  cache = decoding.init_cache(model, 2, [0, 9])
+  np.testing.assert_array_equal(cache["decoder"]["padding"], [0, 9])
   cache = decoding.init_cache(model, 2, [0, 3])
   np.testing.assert_array_equal(cache["decoder"]["padding"], [0, 3])
 
