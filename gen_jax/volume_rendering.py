@@ -96,11 +96,17 @@ def _lowest(values: np.ndarray) -> str:
 
 
 def _check_depths(name: str, t: Any, far: Any, far_shape: tuple[int, ...]) -> None:
-  """Refuses concrete depths t [..., n] that decrease along the last axis or pass `far`."""
+  """Refuses concrete depths t [..., n] that decrease along the last axis, pass `far`, or are
+  not finite (NaN or infinite, in t or in far)."""
   values, end = concrete(t), concrete(far)
   if values is None or end is None or values.size == 0:
     return
   edges = np.concatenate([values, np.broadcast_to(end, far_shape)[..., None]], axis=-1)
+  if np.any(np.isinf(edges)):  # NaN is refused below, as a step that is not >= 0
+    raise ValueError(f"{name} {np.shape(t)} and far must be finite depths, got "
+                     f"{int(np.isinf(values).sum())} infinite depths and "
+                     f"{int(np.isinf(end).sum())} infinite far: bound the scene with a finite "
+                     f"far (NeRF's code uses 1e10 to make the last sample opaque).")
   steps = np.diff(edges, axis=-1)
   if not np.all(steps >= 0):  # NaN fails too
     ray = np.unravel_index(np.argmin(np.where(np.isnan(steps), -np.inf, steps)), steps.shape)[:-1]
@@ -127,7 +133,7 @@ def pixel_rays(pose: Array, focal: Array | float, rows: Array, cols: Array, heig
   Raises:
     ValueError: a pose of another shape (`check_pose`), rows and cols of different shapes, a
       pose or focal that does not broadcast to them, a height or width that is not a positive
-      int, or a concrete non-positive focal.
+      int, or a concrete focal that is not finite and > 0.
   """
   check_pose(pose)
   _check_size(height, width)
@@ -141,9 +147,9 @@ def pixel_rays(pose: Array, focal: Array | float, rows: Array, cols: Array, heig
   _check_broadcast("focal", focal, np.shape(rows), "a scalar or one focal length per ray",
                    grow=True)
   value = concrete(focal)
-  if value is not None and not np.all(value > 0):
-    raise ValueError(f"focal must be a positive length in pixels, got {value}: for a horizontal "
-                     f"field of view a, focal = 0.5 * width / tan(0.5 * a).")
+  if value is not None and not np.all((value > 0) & np.isfinite(value)):  # NaN fails too
+    raise ValueError(f"focal must be a finite positive length in pixels, got {value}: for a "
+                     f"horizontal field of view a, focal = 0.5 * width / tan(0.5 * a).")
   pose = jnp.asarray(pose, jnp.float32)
   x = (jnp.asarray(cols, jnp.float32) + 0.5 - 0.5 * width) / focal
   y = -(jnp.asarray(rows, jnp.float32) + 0.5 - 0.5 * height) / focal
@@ -166,7 +172,8 @@ def camera_rays(pose: Array, focal: Array | float, height: int, width: int) -> R
 
   Raises:
     ValueError: as `pixel_rays`: a pose of another shape, a focal that is not one number per
-      camera, a height or width that is not a positive int, or a concrete non-positive focal.
+      camera, a height or width that is not a positive int, or a concrete focal that is not
+      finite and > 0.
   """
   check_pose(pose)
   _check_size(height, width)
@@ -191,7 +198,8 @@ def orbit_poses(azimuth: Array, elevation: Array | float, radius: Array | float)
 
   Raises:
     ValueError: azimuth, elevation and radius that do not broadcast to one shape, or concrete
-      elevations outside (-90, 90) or radii <= 0.
+      azimuths that are not finite, elevations outside (-90, 90) (or NaN) or radii that are not
+      finite and > 0.
   """
   try:
     np.broadcast_shapes(np.shape(azimuth), np.shape(elevation), np.shape(radius))
@@ -199,14 +207,19 @@ def orbit_poses(azimuth: Array, elevation: Array | float, radius: Array | float)
     raise ValueError(f"azimuth {np.shape(azimuth)}, elevation {np.shape(elevation)} and radius "
                      f"{np.shape(radius)} must broadcast to one shape [...]: pass scalars or "
                      f"one value per camera.") from None
+  value = concrete(azimuth)
+  if value is not None and not np.all(np.isfinite(value)):
+    raise ValueError(f"azimuth must be finite degrees, got {value} (shape {np.shape(azimuth)}): "
+                     f"pass angles round the z axis, e.g. jnp.linspace(0, 360, n, "
+                     f"endpoint=False).")
   value = concrete(elevation)
-  if value is not None and not np.all((value > -90) & (value < 90)):
+  if value is not None and not np.all((value > -90) & (value < 90)):  # NaN fails too
     raise ValueError(f"elevation must be degrees in (-90, 90), got {value} (shape "
                      f"{np.shape(elevation)}): at +-90 the camera looks along the z axis, which "
                      f"then cannot be up in its image; use e.g. 89.")
   value = concrete(radius)
-  if value is not None and not np.all(value > 0):
-    raise ValueError(f"radius must be a distance > 0 from the origin, got {value} (shape "
+  if value is not None and not np.all((value > 0) & np.isfinite(value)):  # NaN fails too
+    raise ValueError(f"radius must be a finite distance > 0 from the origin, got {value} (shape "
                      f"{np.shape(radius)}): pass a radius outside the scene, e.g. 4.")
   a, e = jnp.deg2rad(jnp.asarray(azimuth, jnp.float32)), jnp.deg2rad(elevation)
   a, e = jnp.broadcast_arrays(a, jnp.asarray(e, jnp.float32))
@@ -251,11 +264,11 @@ def stratified_samples(rng: Array, near: Array | float, far: Array | float, num:
     [*shape, num] float32 depths, increasing along the last axis.
 
   Raises:
-    ValueError: near or far that do not broadcast to `shape`, num < 1, or concrete bounds
-      that are not 0 <= near < far.
+    ValueError: near or far that do not broadcast to `shape`, a num that is not an int >= 1
+      (a bool is refused), or concrete bounds that are not 0 <= near < far (finite).
   """
   check_bounds(near, far)
-  if not isinstance(num, (int, np.integer)) or num < 1:
+  if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
     raise ValueError(f"num must be at least 1 sample per ray (a Python int), got {num!r}.")
   for name, value in (("near", near), ("far", far)):
     _check_broadcast(name, value, tuple(shape), "a scalar or one depth per ray, of `shape`")
@@ -293,27 +306,34 @@ def hierarchical_samples(rng: Array, t: Array, weights: Array, far: Array | floa
 
   Raises:
     ValueError: `t` and `weights` of different shapes (or scalars), a `far` that does not
-      broadcast to [...], num < 1, a negative floor; when concrete: depths that decrease along
-      the last axis or pass `far`, negative (or NaN) weights, or, with floor 0, a ray whose
-      weights are all zero (nothing to sample from).
+      broadcast to [...], a num that is not an int >= 1 (a bool is refused); when concrete: a
+      floor that is negative or not finite, depths that decrease along the last axis, pass
+      `far` or are not finite, negative, NaN or infinite weights, or, with floor 0, a ray
+      whose weights are all zero (nothing to sample from).
   """
   if np.ndim(t) < 1 or np.shape(t) != np.shape(weights):
     raise ValueError(f"t {np.shape(t)} and weights {np.shape(weights)} must have one shape "
                      f"[..., n]: pass the coarse depths and the weights rendered at them.")
-  if not isinstance(num, (int, np.integer)) or num < 1:
+  if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
     raise ValueError(f"num must be at least 1 depth per ray (a Python int), got {num!r}.")
-  if floor < 0:
-    raise ValueError(f"floor must be >= 0, got {floor}: it is the mass added to every "
-                     f"interval (NeRF's code uses 1e-5).")
+  low = concrete(floor)
+  if low is not None and not np.all((low >= 0) & np.isfinite(low)):  # NaN fails too
+    raise ValueError(f"floor must be finite and >= 0, got {floor}: it is the mass added to "
+                     f"every interval (NeRF's code uses 1e-5).")
   batch = tuple(np.shape(t)[:-1])
   _check_broadcast("far", far, batch, "a scalar or one depth per ray [...]")
   _check_depths("t", t, far, batch)
   values = concrete(weights)
   if values is not None and values.size:
-    if not np.all(values >= 0):
+    if not np.all(values >= 0):  # NaN fails too
       raise ValueError(f"weights {np.shape(weights)} must be termination probabilities >= 0, "
                        f"got {_lowest(values)}: pass Rendered.weights of the coarse pass.")
-    if floor == 0 and np.any(values.sum(axis=-1) == 0):
+    if np.any(np.isinf(values)):
+      raise ValueError(f"weights {np.shape(weights)} must be finite termination probabilities, "
+                       f"got {int(np.isinf(values).sum())} infinite: pass Rendered.weights of "
+                       f"the coarse pass (each in [0, 1]).")
+    # With weights and floor >= 0, a ray's masses sum to 0 only where both are 0 on it.
+    if low is not None and np.any(np.sum(values + low, axis=-1) == 0):
       raise ValueError(f"weights {np.shape(weights)} has rays whose weights are all 0 and floor "
                        f"is 0, so there is nothing to sample from on them: pass floor > 0 "
                        f"(e.g. the default 1e-5).")
@@ -351,8 +371,8 @@ def composite(sigma: Array, rgb: Array, t: Array, *, far: Array | float,
     ValueError: always (static shapes): sigma that is a scalar, rgb that is not [..., n, 3]
       with sigma's [..., n], t not of sigma's shape, far or direction_norm that do not
       broadcast to [...], a background that is not a scalar or [..., 3]. When concrete:
-      negative (or NaN) densities, depths that decrease along the last axis or pass `far`,
-      direction norms <= 0.
+      negative (or NaN) densities, depths that decrease along the last axis, pass `far` or are
+      not finite, direction norms that are not finite and > 0.
   """
   shape = np.shape(sigma)
   if len(shape) < 1:
@@ -378,9 +398,10 @@ def composite(sigma: Array, rgb: Array, t: Array, *, far: Array | float,
                      f"output.")
   _check_depths("t", t, far, rays)
   values = concrete(direction_norm)
-  if values is not None and not np.all(values > 0):
-    raise ValueError(f"direction_norm {np.shape(direction_norm)} must be lengths |d| > 0, got "
-                     f"min {np.min(values)}: pass jnp.linalg.norm(rays.directions, axis=-1).")
+  if values is not None and not np.all((values > 0) & np.isfinite(values)):  # NaN fails too
+    raise ValueError(f"direction_norm {np.shape(direction_norm)} must be finite lengths |d| > 0, "
+                     f"got min {np.min(values)}, max {np.max(values)}: pass "
+                     f"jnp.linalg.norm(rays.directions, axis=-1).")
   far = jnp.broadcast_to(jnp.asarray(far, sigma.dtype), sigma.shape[:-1])
   edges = jnp.concatenate([t, far[..., None]], axis=-1)
   delta = jnp.diff(edges, axis=-1) * jnp.asarray(direction_norm, sigma.dtype)[..., None]
@@ -402,21 +423,23 @@ def psnr(mse: Array, max_value: float = 1.0) -> Array:
   Args:
     mse: [...] mean squared errors of images whose values span [0, max_value]; an MSE below
       1e-10 counts as 1e-10 (100 dB for max_value 1), so a perfect image stays finite.
-    max_value: the largest pixel value (1 for colours in [0, 1]).
+    max_value: the largest pixel value (1 for colours in [0, 1]), scalar or broadcastable
+      against `mse`; it may be traced.
 
   Returns:
     [...] PSNR in dB.
 
   Raises:
-    ValueError: a max_value <= 0, or concrete negative errors (a NaN error, e.g. of a diverged
-      model, gives a NaN PSNR).
+    ValueError: when concrete, a max_value that is not finite and > 0, or negative errors (a
+      NaN error, e.g. of a diverged model, gives a NaN PSNR).
   """
-  if not max_value > 0:
-    raise ValueError(f"max_value must be the largest pixel value > 0, got {max_value}: 1 for "
-                     f"colours in [0, 1], 255 for 8-bit levels.")
+  peak = concrete(max_value)
+  if peak is not None and not np.all((peak > 0) & np.isfinite(peak)):  # NaN fails too
+    raise ValueError(f"max_value must be the largest pixel value, finite and > 0, got "
+                     f"{max_value}: 1 for colours in [0, 1], 255 for 8-bit levels.")
   values = concrete(mse)
   if values is not None and np.any(values < 0):
     raise ValueError(f"mse {np.shape(mse)} must be mean squared errors >= 0, got "
                      f"{_lowest(values)}: pass mean(square(a - b)).")
   mse = jnp.maximum(jnp.asarray(mse, jnp.float32), 1e-10)
-  return 10.0 * jnp.log10(max_value**2 / mse)
+  return 10.0 * jnp.log10(jnp.asarray(max_value, jnp.float32)**2 / mse)

@@ -130,8 +130,13 @@ def test_bad_inputs_are_refused_with_what_to_change():
     vr.camera_rays(jnp.zeros((4, 3)), 30.0, 8, 8)
   with pytest.raises(ValueError, match="0 <= near < far, got near=6.0, far=2.0: set near below"):
     vr.stratified_samples(jax.random.PRNGKey(0), 6.0, 2.0, 8)
-  with pytest.raises(ValueError, match="focal must be a positive length"):
-    vr.camera_rays(jnp.eye(4), 0.0, 8, 8)
+  # A focal must be finite and > 0: 0, NaN (which fails every comparison, so a check written
+  # as "any(focal <= 0)" would let it through) and inf are refused.
+  for focal in (0.0, np.nan, np.inf, np.array([30.0, np.nan])):
+    with pytest.raises(ValueError, match="focal must be a finite positive length in pixels"):
+      vr.pixel_rays(jnp.eye(4), focal, jnp.zeros(2), jnp.zeros(2), 8, 8)
+  with pytest.raises(ValueError, match="focal must be a finite positive length in pixels"):
+    vr.camera_rays(jnp.eye(4), np.nan, 8, 8)
   with pytest.raises(ValueError, match=r"t \(3, 4\) and weights \(3, 5\) must have one shape"):
     vr.hierarchical_samples(jax.random.PRNGKey(0), jnp.zeros((3, 4)), jnp.zeros((3, 5)), 6.0, 2)
 
@@ -167,9 +172,20 @@ def _composite_args(**change):
     ({"t": np.array([[2.0, 3.0, 4.0, 5.0], [2.0, 4.0, 3.0, 5.0]])}, r"t \(2, 4\) must be depths "
      r"that increase along the last axis and end at or below far, got \[2.0, 4.0, 3.0, 5.0\] "
      r"with far=6.0 on ray \(1,\): sort the samples"),
+    # A NaN depth makes steps that are not >= 0 (NaN compares false), so it is refused as an
+    # unsorted ray, and the ray named is the one with the NaN.
+    ({"t": np.array([[2.0, 3.0, 4.0, 5.0], [2.0, np.nan, 4.0, 5.0]])}, r"t \(2, 4\) must be "
+     r"depths that increase along the last axis.*got \[2.0, nan, 4.0, 5.0\].*on ray \(1,\)"),
+    ({"t": np.array([[2.0, 3.0, 4.0, 5.0], [-np.inf, 3.0, 4.0, 5.0]])}, r"t \(2, 4\) and far "
+     r"must be finite depths, got 1 infinite depths and 0 infinite far: bound the scene"),
+    ({"far": np.inf}, r"t \(2, 4\) and far must be finite depths, got 0 infinite depths and 1 "
+     r"infinite far"),
     ({"far": 4.5}, r"t \(2, 4\) must be depths that increase.*far=4.5"),
-    ({"direction_norm": np.array([1.0, 0.0])}, r"direction_norm \(2,\) must be lengths \|d\| > 0,"
-     r" got min 0.0: pass jnp.linalg.norm"),
+    ({"direction_norm": np.array([1.0, 0.0])}, r"direction_norm \(2,\) must be finite lengths "
+     r"\|d\| > 0, got min 0.0, max 1.0: pass jnp.linalg.norm"),
+    ({"direction_norm": np.array([1.0, np.nan])}, r"direction_norm \(2,\) must be finite lengths"),
+    ({"direction_norm": np.array([1.0, np.inf])}, r"direction_norm \(2,\) must be finite lengths"
+     r" \|d\| > 0, got min 1.0, max inf"),
 ])
 def test_composite_refuses_bad_inputs_with_what_to_change(change, message):
   with pytest.raises(ValueError, match=message):
@@ -191,13 +207,22 @@ def test_composite_checks_values_only_when_they_are_concrete():
     ({"t": np.float32(2.0), "weights": np.float32(1.0)}, r"t \(\) and weights \(\) must have one "
      r"shape \[\.\.\., n\]"),
     ({"num": 0}, r"num must be at least 1 depth per ray \(a Python int\), got 0"),
-    ({"floor": -1e-5}, r"floor must be >= 0, got -1e-05"),
+    ({"num": True}, r"num must be at least 1 depth per ray \(a Python int\), got True"),
+    ({"floor": -1e-5}, r"floor must be finite and >= 0, got -1e-05"),
+    ({"floor": np.nan}, r"floor must be finite and >= 0, got nan"),
+    ({"floor": np.inf}, r"floor must be finite and >= 0, got inf"),
+    ({"t": np.array([[2.0, 3.0, 4.0, 5.0], [2.0, 3.0, np.nan, 5.0]])}, r"t \(2, 4\) must be "
+     r"depths that increase along the last axis.*nan.*on ray \(1,\)"),
     ({"far": np.full(3, 6.0)}, r"far has shape \(3,\), which does not broadcast to \(2,\)"),
     ({"t": np.array([[2.0, 3.0, 4.0, 5.0], [2.0, 3.0, 3.5, 3.4]])}, r"t \(2, 4\) must be depths "
      r"that increase along the last axis.*on ray \(1,\): sort the samples"),
     ({"far": 5.0 - 1e-3}, r"t \(2, 4\) must be depths that increase"),
     ({"weights": np.array([[0.1, -0.2, 0.3, 0.0]] * 2)}, r"weights \(2, 4\) must be termination "
      r"probabilities >= 0, got min -0.2 \(0 NaN\): pass Rendered.weights"),
+    ({"weights": np.array([[0.1, np.nan, 0.3, 0.0]] * 2)}, r"weights \(2, 4\) must be "
+     r"termination probabilities >= 0, got min 0.0 \(2 NaN\): pass Rendered.weights"),
+    ({"weights": np.array([[0.1, np.inf, 0.3, 0.0]] * 2)}, r"weights \(2, 4\) must be finite "
+     r"termination probabilities, got 2 infinite"),
     ({"weights": np.array([[0.1, 0.2, 0.3, 0.0], [0.0] * 4]), "floor": 0.0},
      r"weights \(2, 4\) has rays whose weights are all 0 and floor is 0.*pass floor > 0"),
 ])
@@ -208,6 +233,17 @@ def test_hierarchical_samples_refuse_bad_inputs_with_what_to_change(change, mess
   with pytest.raises(ValueError, match=message):
     vr.hierarchical_samples(jax.random.PRNGKey(0), args.pop("t"), args.pop("weights"),
                             args.pop("far"), args.pop("num"), **args)
+
+
+def test_hierarchical_samples_take_a_traced_floor():
+  # The floor is checked only when concrete: traced under jit it passes, and the draws are
+  # those of the eager call with the same key and floor (one function, traced or not).
+  t = np.tile(np.array([2.0, 3.0, 4.0, 5.0], np.float32), (2, 1))
+  weights = np.array([[0.1, 0.2, 0.3, 0.0], [0.0] * 4], np.float32)
+  key = jax.random.PRNGKey(4)
+  draw = lambda floor: vr.hierarchical_samples(key, t, weights, 6.0, 5, floor=floor)
+  np.testing.assert_allclose(np.asarray(jax.jit(draw)(1e-5)), np.asarray(draw(1e-5)),
+                             rtol=1e-6)
 
 
 def test_rays_samples_poses_and_psnr_refuse_bad_inputs_with_what_to_change():
@@ -231,12 +267,21 @@ def test_rays_samples_poses_and_psnr_refuse_bad_inputs_with_what_to_change():
   with pytest.raises(ValueError, match=r"near has shape \(3,\), which does not broadcast to "
                      r"\(5,\)"):
     vr.stratified_samples(None, jnp.full(3, 2.0), 6.0, 4, (5,), perturb=False)
-  with pytest.raises(ValueError, match=r"num must be at least 1 sample per ray"):
-    vr.stratified_samples(None, 2.0, 6.0, 0, perturb=False)
+  for num in (0, True):  # a bool is an int to Python, but not a number of samples
+    with pytest.raises(ValueError, match=r"num must be at least 1 sample per ray"):
+      vr.stratified_samples(None, 2.0, 6.0, num, perturb=False)
   with pytest.raises(ValueError, match=r"elevation must be degrees in \(-90, 90\), got 90.0"):
     vr.orbit_poses(jnp.zeros(2), 90.0, 4.0)
-  with pytest.raises(ValueError, match=r"radius must be a distance > 0 from the origin, got 0.0"):
-    vr.orbit_poses(jnp.zeros(2), 30.0, 0.0)
+  with pytest.raises(ValueError, match=r"elevation must be degrees in \(-90, 90\), got nan"):
+    vr.orbit_poses(jnp.zeros(2), np.nan, 4.0)
+  for radius in (0.0, np.nan, np.inf):
+    with pytest.raises(ValueError, match=r"radius must be a finite distance > 0 from the origin, "
+                       rf"got {radius}"):
+      vr.orbit_poses(jnp.zeros(2), 30.0, radius)
+  for azimuth in (np.inf, np.nan):
+    with pytest.raises(ValueError, match=rf"azimuth must be finite degrees, got \[ 0\. +{azimuth}\]"
+                       r" \(shape \(2,\)\): pass angles"):
+      vr.orbit_poses(np.array([0.0, azimuth]), 30.0, 4.0)
   with pytest.raises(ValueError, match=r"azimuth \(2,\), elevation \(3,\) and radius \(\) must "
                      r"broadcast to one shape"):
     vr.orbit_poses(jnp.zeros(2), jnp.zeros(3), 4.0)
@@ -244,14 +289,31 @@ def test_rays_samples_poses_and_psnr_refuse_bad_inputs_with_what_to_change():
                      r"-1.0 \(0 NaN\)"):
     vr.psnr(jnp.array([0.1, -1.0]))
   assert np.isnan(float(vr.psnr(jnp.nan)))  # a diverged model's error is reported, not refused
-  with pytest.raises(ValueError, match=r"max_value must be the largest pixel value > 0, got 0"):
-    vr.psnr(0.1, max_value=0)
+  for peak in (0, np.nan, np.inf, np.array([1.0, -1.0])):
+    with pytest.raises(ValueError, match=r"max_value must be the largest pixel value, finite and "
+                       r"> 0, got"):
+      vr.psnr(0.1, max_value=peak)
 
 
 def test_psnr_of_known_errors():
   np.testing.assert_allclose(np.asarray(vr.psnr(jnp.array([1.0, 0.01, 1e-4]))), [0, 20, 40],
                              atol=1e-5)
   np.testing.assert_allclose(float(vr.psnr(255.0**2 / 100, max_value=255.0)), 20.0, rtol=1e-6)
+
+
+def test_psnr_takes_a_traced_or_array_max_value():
+  # Oracle: the closed form 10 log10(max^2 / mse). max_value is checked only when concrete, so
+  # a traced one (jit, vmap) passes, and an array one is checked elementwise and broadcast.
+  oracle = lambda mse, peak: 10 * np.log10(np.square(peak) / mse)
+  np.testing.assert_allclose(float(jax.jit(lambda m: vr.psnr(0.1, m))(1.0)), oracle(0.1, 1.0),
+                             rtol=1e-6)
+  peaks = np.array([1.0, 2.0, 255.0])
+  np.testing.assert_allclose(np.asarray(jax.vmap(lambda m: vr.psnr(0.1, m))(peaks)),
+                             oracle(0.1, peaks), rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(vr.psnr(0.1, np.array([1.0, 2.0]))),
+                             oracle(0.1, np.array([1.0, 2.0])), rtol=1e-6)
+  mse = np.array([[0.1], [0.01]])
+  np.testing.assert_allclose(np.asarray(vr.psnr(mse, peaks)), oracle(mse, peaks), rtol=1e-6)
 
 
 def test_positional_encoding_layout():
