@@ -68,8 +68,8 @@ _GUIDANCE = flags.DEFINE_float(
     "classifier-free guidance w (0 unconditional, 1 conditional, > 1 guided).")
 _TEXT = flags.DEFINE_multi_string(
     "text", None, "Text-conditional image models: a prompt to sample for, instead of the run's "
-    "model.prompts (ASCII, at most model.max_text_len bytes). Repeat the flag for several; the "
-    "samples come in blocks of each.")
+    "model.prompts (ASCII, at most model.max_text_len bytes; \"\" is the unconditional model). "
+    "Repeat the flag for several; the samples come in blocks of each.")
 _OUT = flags.DEFINE_string("out", "", "Other models: output folder (default WORKDIR/generated).")
 flags.mark_flag_as_required("workdir")
 
@@ -263,9 +263,12 @@ def _check_prompt(method, prompt: str | None, source: str) -> tuple[int, ...]:
   length = new_tokens(method)
   if len(ids) + length - 1 > max_len:  # the last new token is not fed back
     named = "--length" if _LENGTH.value is not None else "the run's model.sample_length"
+    most = max_len - len(ids) + 1
+    fix = f"shorten the prompt or pass --length {most} or less" if most >= 1 else (
+        "shorten the prompt")
     raise Refusal(f"{source} ({len(ids)} tokens) plus {named} {length} needs "
                   f"{len(ids) + length - 1} positions, which exceeds the model's "
-                  f"max_len={max_len}: shorten one.")
+                  f"max_len={max_len}: {fix}.")
   return ids
 
 

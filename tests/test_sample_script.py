@@ -203,11 +203,13 @@ def test_prompt_that_does_not_fit_the_model_is_refused(sample_module, lm_workdir
   # prompt "def " (4 bytes) + 30 tokens is one too many.
   got = refuse(sample_module, monkeypatch, f"--workdir={lm_workdir}", "--length=30")
   assert got == ("sample.py: The run's model.sample_prompt (4 tokens) plus --length 30 needs 33 "
-                 "positions, which exceeds the model's max_len=32: shorten one.")
+                 "positions, which exceeds the model's max_len=32: shorten the prompt or pass "
+                 "--length 29 or less.")
   got = refuse(sample_module, monkeypatch, f"--workdir={lm_workdir}", "--prompt=import",
                "--length=28")
   assert got == ("sample.py: --prompt (6 tokens) plus --length 28 needs 33 positions, which "
-                 "exceeds the model's max_len=32: shorten one.")
+                 "exceeds the model's max_len=32: shorten the prompt or pass --length 27 or "
+                 "less.")
   got = refuse(sample_module, monkeypatch, f"--workdir={lm_workdir}", "--prompt=")
   assert got == "sample.py: --prompt is empty: decoding continues at least one token."
 
@@ -246,7 +248,7 @@ def test_utf8_prompt_arrives_whole_in_a_c_locale(lm_workdir):
   assert out.returncode == 1
   assert out.stderr.decode() == (
       "sample.py: --prompt (5 tokens) plus --length 40 needs 44 positions, which exceeds the "
-      "model's max_len=32: shorten one.\n")
+      "model's max_len=32: shorten the prompt or pass --length 28 or less.\n")
 
 
 def test_points_are_written_apart_from_the_run_samples(sample_module, points_workdir, capsys):
@@ -391,7 +393,8 @@ def test_a_token_model_generates_its_runs_sample_length_by_default(sample_module
   got = refuse(sample_module, monkeypatch, f"--workdir={caption_lm_workdir}",
                "--prompt=" + "x" * 18)
   assert got == ("sample.py: --prompt (18 tokens) plus the run's model.sample_length 16 needs "
-                 "33 positions, which exceeds the model's max_len=32: shorten one.")
+                 "33 positions, which exceeds the model's max_len=32: shorten the prompt or pass "
+                 "--length 15 or less.")
 
 
 @pytest.mark.parametrize("args,message", [
